@@ -1,0 +1,33 @@
+# Two commands do everything on a fresh clone:  `make demo`  and  `make test`.
+# A Makefile (not a bare script) because the venv is a real prerequisite with a stamp:
+# it is rebuilt only when pyproject.toml changes, so repeated runs start in seconds.
+PY      ?= python3.11
+VENV    := .venv
+BIN     := $(VENV)/bin
+# The CPU wheel of torch 2.13.0 lies on this machine's disk; pinning it here keeps the install
+# to seconds. pyproject.toml asks only for a range, so a GPU user's pip still takes a CUDA build.
+TORCH   ?= torch==2.13.0
+WORK    := .gdl-work
+export PREFECT_SERVER_ANALYTICS_ENABLED := false
+export PREFECT_HOME := $(CURDIR)/$(WORK)/prefect-home
+
+.PHONY: demo test bench clean
+
+$(VENV)/.installed: pyproject.toml
+	$(PY) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q "$(TORCH)"
+	$(BIN)/pip install -q -e ".[test]"
+	touch $@
+
+demo: $(VENV)/.installed
+	$(BIN)/gdl demo --workdir $(WORK)/demo
+
+test: $(VENV)/.installed
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+bench: $(VENV)/.installed
+	$(BIN)/python -m bench
+
+clean:
+	rm -rf $(VENV) $(WORK)

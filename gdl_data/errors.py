@@ -1,0 +1,43 @@
+"""Errors a user sees. Each names the sample (file and record) and says what is wrong with it.
+
+The pipeline turns any of these raised for one sample into one row of the dataset's errors
+table (`source`, `stage`, `error` = the kind, `message`) and goes on with the other samples.
+"""
+from __future__ import annotations
+
+
+class GdlError(Exception):
+    """Base class: a problem explained in one line, meant for the user, not a traceback."""
+
+    kind = "error"
+
+
+class SpecError(GdlError):
+    """A pipeline or training spec (or an op parameter) is invalid; the message says what to write."""
+
+    kind = "invalid-spec"
+
+
+class SampleError(GdlError):
+    """One sample cannot be read or computed. `source` names the file and, after `#`, the record."""
+
+    kind = "invalid-sample"
+
+    def __init__(self, source: str, message: str, *, kind: str | None = None):
+        self.source = str(source)
+        self.detail = message
+        if kind is not None:
+            self.kind = kind
+        super().__init__(f"{self.source}: {message}")
+
+
+class ReadError(SampleError):
+    """A raw file (or one record of it) is not a valid sample of its domain."""
+
+    kind = "unreadable"
+
+
+class OpError(SampleError):
+    """A geometric operator cannot give a correct, finite result for this sample."""
+
+    kind = "op-failed"

@@ -1,0 +1,114 @@
+"""The operator registry: spec names -> pure functions, with validated parameters.
+
+An op is declared once with its parameters (a frozen dataclass, validated early with messages
+that say what to write instead) and implemented once per domain::
+
+    EIGENBASIS = register_op("eigenbasis", EigenbasisParams, version="1",
+                             outputs=("mass", "evals", "evecs"))
+
+    @EIGENBASIS.implement("mesh")
+    def _mesh(sample, p: EigenbasisParams) -> dict[str, np.ndarray]:
+        return mesh_eigenbasis(sample["pos"], sample["faces"], k=p.k)
+
+`sample` is the reader's record merged with the outputs of the ops before this one in the spec.
+The implementation returns new columns only. `version` is bumped whenever the op's numbers
+change, so cached results computed by older code are recomputed (shared/DESIGN.md).
+"""
+from __future__ import annotations
+
+import dataclasses
+import difflib
+from dataclasses import dataclass, field
+from typing import Any, Callable, Mapping
+
+import numpy as np
+
+from gdl_data.errors import OpError, SpecError
+
+Impl = Callable[[Mapping[str, Any], Any], dict[str, np.ndarray]]
+
+
+@dataclass
+class Op:
+    """One registered operator: its parameter type, code version and per-domain implementations."""
+
+    name: str
+    params_type: type
+    version: str
+    outputs: tuple[str, ...]
+    doc: str = ""
+    impls: dict[str, Impl] = field(default_factory=dict)
+
+    def implement(self, domain: str) -> Callable[[Impl], Impl]:
+        def decorator(fn: Impl) -> Impl:
+            self.impls[domain] = fn
+            return fn
+        return decorator
+
+    def parse_params(self, raw: Mapping[str, Any] | None, domain: str) -> Any:
+        """Validate a spec's parameter mapping; raises SpecError saying what to write instead."""
+        if domain not in self.impls:
+            raise SpecError(f"op '{self.name}' is not defined for domain '{domain}'; "
+                            f"it supports: {', '.join(sorted(self.impls))}")
+        raw = dict(raw or {})
+        names = [f.name for f in dataclasses.fields(self.params_type)]
+        for key in raw:
+            if key not in names:
+                hint = difflib.get_close_matches(key, names, n=1)
+                did_you_mean = f"did you mean '{hint[0]}'? " if hint else ""
+                raise SpecError(f"op '{self.name}' has no parameter '{key}'; {did_you_mean}"
+                                f"its parameters are: {', '.join(names) or '(none)'}")
+        try:
+            params = self.params_type(**raw)
+        except (TypeError, ValueError) as exc:
+            raise SpecError(f"op '{self.name}': {exc}") from None
+        check = getattr(params, "check_domain", None)
+        if check is not None:
+            check(domain)
+        return params
+
+    def run(self, sample: Mapping[str, Any], params: Any) -> dict[str, np.ndarray]:
+        """Apply to one sample; refuses NaN/inf in any output (never stored silently)."""
+        out = self.impls[sample["domain"]](sample, params)
+        for key, value in out.items():
+            arr = np.asarray(value)
+            if arr.dtype.kind == "f" and not np.all(np.isfinite(arr) | np.isposinf(arr)):
+                raise OpError(sample.get("source", "?"),
+                              f"op '{self.name}' produced NaN or -inf in '{key}'", kind="non-finite")
+        return out
+
+
+_REGISTRY: dict[str, Op] = {}
+
+
+def register_op(name: str, params_type: type, *, version: str, outputs: tuple[str, ...],
+                doc: str = "") -> Op:
+    if name in _REGISTRY:
+        raise ValueError(f"op '{name}' registered twice")
+    op = Op(name, params_type, version, tuple(outputs), doc)
+    _REGISTRY[name] = op
+    return op
+
+
+def get_op(name: str) -> Op:
+    _load_builtin_ops()
+    if name not in _REGISTRY:
+        hint = difflib.get_close_matches(name, list(_REGISTRY), n=1)
+        did_you_mean = f" Did you mean '{hint[0]}'?" if hint else ""
+        raise SpecError(f"unknown op '{name}'.{did_you_mean} Known ops: {', '.join(sorted(_REGISTRY))}")
+    return _REGISTRY[name]
+
+
+def list_ops() -> dict[str, Op]:
+    _load_builtin_ops()
+    return dict(_REGISTRY)
+
+
+def params_dict(params: Any) -> dict[str, Any]:
+    """The parameters as plain JSON-able values (for the manifest and cache keys)."""
+    return dataclasses.asdict(params)
+
+
+def _load_builtin_ops() -> None:
+    # Importing the modules registers the ops; done lazily so the registry module stays import-light.
+    import gdl_data.ops  # noqa: F401

@@ -1,0 +1,149 @@
+"""How one sample's named arrays become one Parquet row, and back.
+
+The layout (chosen for read speed into training; see bench/RESULTS.md):
+
+* a numeric array `name` is two columns: `name` (binary: the array's bytes, C order, little
+  endian) and `name__shape` (fixed_size_list<int64>[ndim]); the dtype is in the manifest and in
+  the Parquet field metadata (`gdl.dtype`). Any Arrow reader decodes it with
+  `np.frombuffer(value, dtype).reshape(shape)`. Nested `list<float>` columns were 5x slower to
+  decode (shared/FIELD-NOTES.md).
+* a 0-d numeric value (e.g. `nside`, `num_nodes`) is a plain int64/float64 column.
+* a 1-d string array (e.g. `node_ids`) is a `list<string>` column.
+* `sample_id`, `source`, `domain` are string columns.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Iterable, Mapping
+
+import numpy as np
+import pyarrow as pa
+
+SHAPE_SUFFIX = "__shape"
+META_KEYS = ("sample_id", "source", "domain")
+
+
+@dataclass(frozen=True)
+class ColumnInfo:
+    """What the manifest says about one stored array column."""
+
+    name: str
+    encoding: str      # "tensor" | "scalar" | "strings" | "string"
+    dtype: str         # numpy dtype string, e.g. "<f4"; "str" for strings
+    ndim: int
+
+    def to_json(self) -> dict[str, Any]:
+        return {"encoding": self.encoding, "dtype": self.dtype, "ndim": self.ndim}
+
+    @classmethod
+    def from_json(cls, name: str, d: Mapping[str, Any]) -> "ColumnInfo":
+        return cls(name, d["encoding"], d["dtype"], int(d["ndim"]))  # extra keys (stats) ignored
+
+
+def column_info(name: str, value: Any) -> ColumnInfo:
+    if name in META_KEYS:
+        return ColumnInfo(name, "string", "str", 0)
+    arr = np.asarray(value)
+    if arr.dtype.kind in "US":
+        if arr.ndim != 1:
+            raise TypeError(f"column '{name}': only 1-d string arrays are storable")
+        return ColumnInfo(name, "strings", "str", 1)
+    if arr.dtype.kind not in "biuf":
+        raise TypeError(f"column '{name}': dtype {arr.dtype} is not storable (no pickle, ever)")
+    if arr.ndim == 0:
+        return ColumnInfo(name, "scalar", arr.dtype.newbyteorder("<").str, 0)
+    return ColumnInfo(name, "tensor", arr.dtype.newbyteorder("<").str, arr.ndim)
+
+
+def arrow_fields(info: ColumnInfo) -> list[pa.Field]:
+    meta = {b"gdl.dtype": info.dtype.encode(), b"gdl.encoding": info.encoding.encode()}
+    if info.encoding == "string":
+        return [pa.field(info.name, pa.string())]
+    if info.encoding == "strings":
+        return [pa.field(info.name, pa.list_(pa.string()), metadata=meta)]
+    if info.encoding == "scalar":
+        return [pa.field(info.name, pa.from_numpy_dtype(np.dtype(info.dtype)), metadata=meta)]
+    return [pa.field(info.name, pa.binary(), metadata=meta),
+            pa.field(info.name + SHAPE_SUFFIX, pa.list_(pa.int64(), info.ndim))]
+
+
+def rows_to_table(rows: list[Mapping[str, Any]], infos: Mapping[str, ColumnInfo]) -> pa.Table:
+    """Encode sample rows into one Arrow table with the given column layout (missing -> null)."""
+    arrays, fields = [], []
+    for name, info in infos.items():
+        values = [row.get(name) for row in rows]
+        fs = arrow_fields(info)
+        fields += fs
+        if info.encoding == "string":
+            arrays.append(pa.array(values, pa.string()))
+        elif info.encoding == "strings":
+            arrays.append(pa.array([None if v is None else [str(s) for s in v] for v in values],
+                                   fs[0].type))
+        elif info.encoding == "scalar":
+            arrays.append(pa.array([None if v is None else np.asarray(v).item() for v in values],
+                                   fs[0].type))
+        else:
+            data, shapes = [], []
+            for v in values:
+                if v is None:
+                    data.append(None)
+                    shapes.append(None)
+                    continue
+                a = np.ascontiguousarray(v, dtype=np.dtype(info.dtype))
+                if a.ndim != info.ndim:
+                    raise ValueError(f"column '{name}': expected {info.ndim}-d, got shape {a.shape}")
+                data.append(a.tobytes())
+                shapes.append(list(a.shape))
+            arrays += [pa.array(data, pa.binary()), pa.array(shapes, fs[1].type)]
+    return pa.Table.from_arrays(arrays, schema=pa.schema(fields))
+
+
+def decode_column(table: pa.Table, info: ColumnInfo) -> list[Any]:
+    """All values of one column of a table, decoded to numpy (None where null)."""
+    col = table.column(info.name)
+    if info.encoding == "string":
+        return col.to_pylist()
+    if info.encoding == "strings":
+        return [None if v is None else np.asarray(v, dtype=str) for v in col.to_pylist()]
+    if info.encoding == "scalar":
+        dtype = np.dtype(info.dtype)
+        return [None if v is None else dtype.type(v) for v in col.to_pylist()]
+    return decode_tensors(col, table.column(info.name + SHAPE_SUFFIX), np.dtype(info.dtype))
+
+
+def decode_tensors(data: pa.ChunkedArray, shapes: pa.ChunkedArray, dtype: np.dtype) -> list[Any]:
+    """Zero-copy views into the Arrow buffers: one np.frombuffer per chunk, one slice per value."""
+    out: list[Any] = []
+    for chunk, shape_chunk in zip(data.chunks, shapes.chunks):
+        offsets_buf, values_buf = chunk.buffers()[1], chunk.buffers()[2]
+        offsets = np.frombuffer(offsets_buf, dtype=np.int32, count=len(chunk) + 1 + chunk.offset)
+        offsets = offsets[chunk.offset:]
+        raw = np.frombuffer(values_buf, dtype=np.uint8) if values_buf is not None else np.empty(0, np.uint8)
+        ndim = shape_chunk.type.list_size
+        dims = shape_chunk.values.slice(shape_chunk.offset * ndim, len(shape_chunk) * ndim)
+        dims = dims.fill_null(0).to_numpy(zero_copy_only=False).reshape(len(shape_chunk), ndim)
+        valid = chunk.is_valid().to_numpy(zero_copy_only=False)
+        for i in range(len(chunk)):
+            if not valid[i]:
+                out.append(None)
+                continue
+            buf = raw[offsets[i]:offsets[i + 1]]
+            out.append(buf.view(dtype).reshape(tuple(dims[i])))
+    return out
+
+
+def infer_infos(rows: Iterable[Mapping[str, Any]]) -> dict[str, ColumnInfo]:
+    """Column layout for a batch of rows; a column's dtype must agree across rows."""
+    infos: dict[str, ColumnInfo] = {}
+    for row in rows:
+        for name, value in row.items():
+            if value is None:
+                continue
+            info = column_info(name, value)
+            prev = infos.get(name)
+            if prev is None:
+                infos[name] = info
+            elif prev != info:
+                raise TypeError(f"column '{name}' is {prev.dtype}/{prev.ndim}-d in one sample "
+                                f"and {info.dtype}/{info.ndim}-d in another")
+    return infos
