@@ -17,7 +17,9 @@ $(VENV)/.installed: pyproject.toml
 	$(PY) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
 	$(BIN)/pip install -q "$(TORCH)"
-	$(BIN)/pip install -q -e ".[test]"
+	# compat editable mode puts the project root on sys.path. The default (an import hook) loses
+	# to Dask workers' own `storage` spill folder, which they put on sys.path first.
+	$(BIN)/pip install -q -e ".[test]" --config-settings editable_mode=compat
 	touch $@
 
 demo: $(VENV)/.installed

@@ -1,10 +1,22 @@
-"""Writing a new version of a dataset: shards, index, errors table, then one atomic publish."""
+"""Writing datasets: immutable shards, then one atomic publish of a version's manifest.
+
+A shard is a group of raw files. It is named by the hash of its *inputs* (the raw files' content
+keys and the op recipes), so a run killed mid-way finds its finished shards by name on the next
+run and reuses them; the result is byte-identical to an uninterrupted run. Each shard is:
+
+    shards/<name>.parquet        the samples, one row each (absent when every sample failed)
+    shards/<name>.files.parquet  one row per raw file: file, file_key, size, mtime_ns, samples,
+                                 errors (JSON list). Written last: its presence marks the shard done.
+
+Planning a re-run reads only the `.files.parquet` sidecars (never array data).
+"""
 from __future__ import annotations
 
 import hashlib
 import io
+import json
 import time
-from typing import Any, Iterable, Mapping
+from typing import Any, Mapping, Sequence
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -17,9 +29,11 @@ from storage.stats import column_stats, merge_stats
 ERRORS_SCHEMA = pa.schema([
     ("source", pa.string()), ("sample_id", pa.string()), ("stage", pa.string()),
     ("error", pa.string()), ("message", pa.string()), ("traceback", pa.string()),
+    ("file", pa.string()), ("file_key", pa.string()),
 ])
-INDEX_SCHEMA = pa.schema([
-    ("sample_id", pa.string()), ("source", pa.string()), ("shard", pa.string()), ("row", pa.int64()),
+FILES_SCHEMA = pa.schema([
+    ("shard", pa.string()), ("file", pa.string()), ("file_key", pa.string()), ("size", pa.int64()), ("mtime_ns", pa.int64()),
+    ("samples", pa.int64()), ("errors", pa.string()),
 ])
 # Row groups of 64 samples: small enough for a shuffle buffer and worker split, big enough that
 # per-group overhead vanishes (see bench/RESULTS.md).
@@ -30,43 +44,86 @@ def table_to_parquet_bytes(table: pa.Table, row_group_size: int = ROW_GROUP_SIZE
     sink = io.BytesIO()
     # Float arrays compress poorly and decompression costs read time; binary arrays are stored plain.
     pq.write_table(table, sink, row_group_size=row_group_size, compression="none",
-                   use_dictionary=["sample_id", "source", "domain"], write_statistics=True)
+                   use_dictionary=[c for c in ("sample_id", "source", "domain") if c in table.column_names],
+                   write_statistics=True)
     return sink.getvalue()
 
 
-def write_shard(uri: str, rows: list[Mapping[str, Any]], infos: Mapping[str, ColumnInfo] | None = None,
-                row_group_size: int = ROW_GROUP_SIZE) -> dict[str, Any]:
-    """Write one immutable shard, named by the hash of its bytes; returns its manifest entry.
+def shard_done(uri: str, name: str) -> bool:
+    fs, root = resolve(uri)
+    return fs.exists(join(root, f"shards/{name}.files.parquet"))
 
-    Safe to call from many processes at once (e.g. Dask workers): names never collide and a
-    shard is written atomically, so a half-written file is never visible.
+
+def write_shard(uri: str, rows: Sequence[Mapping[str, Any]], infos: Mapping[str, ColumnInfo] | None = None,
+                row_group_size: int = ROW_GROUP_SIZE, *, name: str | None = None,
+                files: Sequence[Mapping[str, Any]] | None = None) -> dict[str, Any]:
+    """Write one shard: its samples (`rows`, in file order) and its per-file sidecar.
+
+    `name`: the pipeline passes the hash of the shard's inputs; by default the hash of its
+    sample ids. `files`: one mapping per raw file with file, file_key, size, mtime_ns, samples
+    (row count) and errors (a list of error dicts); by default one per row, from `source`.
+    Returns the shard's manifest entry. Safe from many processes at once: names are unique per
+    input and each file is written atomically.
     """
-    infos = dict(infos) if infos is not None else infer_infos(rows)
-    data = table_to_parquet_bytes(rows_to_table(rows, infos), row_group_size)
-    digest = hashlib.sha256(data).hexdigest()[:24]
+    if name is None:
+        name = hashlib.sha256("\n".join(r["sample_id"] for r in rows).encode()).hexdigest()[:24]
+    if files is None:
+        files = [{"file": r["source"], "file_key": r["sample_id"], "samples": 1} for r in rows]
     fs, root = resolve(uri)
-    path = f"shards/{digest}.parquet"
-    write_bytes_atomic(fs, join(root, path), data)
-    return {"path": path, "rows": len(rows), "bytes": len(data),
-            "sample_ids": [r["sample_id"] for r in rows], "sources": [r["source"] for r in rows],
-            "columns": {k: v.to_json() for k, v in infos.items()},
-            "stats": {k: column_stats(r.get(k) for r in rows) for k in infos}}
+    entry: dict[str, Any] = {"name": name, "path": None, "rows": len(rows), "bytes": 0,
+                             "files": len(files), "first_file": files[0]["file"] if files else None,
+                             "columns": {}, "stats": {},
+                             "errors": [e for f in files for e in (f.get("errors") or [])]}
+    if rows:
+        infos = dict(infos) if infos is not None else infer_infos(rows)
+        data = table_to_parquet_bytes(rows_to_table(rows, infos), row_group_size)
+        entry.update(path=f"shards/{name}.parquet", bytes=len(data),
+                     columns={k: v.to_json() for k, v in infos.items()},
+                     stats={k: column_stats(r.get(k) for r in rows) for k in infos})
+        write_bytes_atomic(fs, join(root, entry["path"]), data)
+    sidecar = pa.Table.from_pylist(
+        [{**{k: f.get(k) for k in FILES_SCHEMA.names if k not in ("errors", "shard")},
+          "shard": name, "errors": json.dumps(list(f.get("errors") or []))} for f in files],
+        schema=FILES_SCHEMA)
+    meta = {b"gdl.shard": json.dumps({k: v for k, v in entry.items() if k != "name"}).encode()}
+    sidecar = sidecar.replace_schema_metadata(meta)
+    write_bytes_atomic(fs, join(root, f"shards/{name}.files.parquet"), table_to_parquet_bytes(sidecar))
+    return entry
 
 
-def _write_table(uri: str, folder: str, table: pa.Table) -> str:
-    data = table_to_parquet_bytes(table)
-    path = f"{folder}/{hashlib.sha256(data).hexdigest()[:24]}.parquet"
+def read_shard_entry(uri: str, name: str) -> dict[str, Any]:
+    """The manifest entry of a finished shard, from its sidecar's metadata."""
     fs, root = resolve(uri)
-    write_bytes_atomic(fs, join(root, path), data)
+    with fs.open(join(root, f"shards/{name}.files.parquet"), "rb") as fh:
+        meta = pq.read_schema(fh).metadata
+    return {"name": name, **json.loads(meta[b"gdl.shard"])}
+
+
+def read_shard_files(uri: str, name: str) -> list[dict[str, Any]]:
+    fs, root = resolve(uri)
+    with fs.open(join(root, f"shards/{name}.files.parquet"), "rb") as fh:
+        rows = pq.read_table(fh).to_pylist()
+    for r in rows:
+        r["errors"] = json.loads(r["errors"] or "[]")
+    return rows
+
+
+def _write_errors(uri: str, name: str, errors: list[Mapping[str, Any]]) -> str:
+    path = f"errors/{name}.parquet"
+    fs, root = resolve(uri)
+    table = pa.Table.from_pylist([{k: e.get(k) for k in ERRORS_SCHEMA.names} for e in errors], schema=ERRORS_SCHEMA)
+    write_bytes_atomic(fs, join(root, path), table_to_parquet_bytes(table))
     return path
 
 
-def commit_version(uri: str, shards: list[dict[str, Any]], errors: Iterable[Mapping[str, Any]],
+def commit_version(uri: str, shards: Sequence[Mapping[str, Any]], errors: Sequence[Mapping[str, Any]],
                    extra: Mapping[str, Any] | None = None) -> dict[str, Any]:
-    """Publish a new version made of already-written shards plus an errors table."""
+    """Publish a new version made of finished shards (manifest entries) and its errors.
+
+    Writes one errors table and one manifest; shards are referenced, never rewritten.
+    """
     columns: dict[str, dict[str, Any]] = {}
     stats: dict[str, Any] = {}
-    index_rows = {"sample_id": [], "source": [], "shard": [], "row": []}
     for shard in shards:
         for name, info in shard["columns"].items():
             if name in columns and columns[name] != info:
@@ -74,24 +131,17 @@ def commit_version(uri: str, shards: list[dict[str, Any]], errors: Iterable[Mapp
             columns[name] = info
         for name, st in shard.get("stats", {}).items():
             stats[name] = merge_stats(stats.get(name), st)
-        for row, (sid, src) in enumerate(zip(shard["sample_ids"], shard["sources"])):
-            index_rows["sample_id"].append(sid)
-            index_rows["source"].append(src)
-            index_rows["shard"].append(shard["path"])
-            index_rows["row"].append(row)
-    error_rows = [{k: e.get(k) for k in ERRORS_SCHEMA.names} for e in errors]
     versions = list_versions(uri)
     version = (versions[-1] + 1) if versions else 1
     manifest = {
         "format": FORMAT,
         "version": version,
         "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-        "sample_count": len(index_rows["sample_id"]),
-        "error_count": len(error_rows),
+        "sample_count": sum(s["rows"] for s in shards),
+        "error_count": len(errors),
         "columns": {name: {**info, "stats": stats.get(name)} for name, info in columns.items()},
-        "shards": [{k: s[k] for k in ("path", "rows", "bytes")} for s in shards],
-        "index": _write_table(uri, "index", pa.Table.from_pydict(index_rows, schema=INDEX_SCHEMA)),
-        "errors": _write_table(uri, "errors", pa.Table.from_pylist(error_rows, schema=ERRORS_SCHEMA)),
+        "shards": [{k: s[k] for k in ("name", "path", "rows", "bytes", "files", "first_file")} for s in shards],
+        "errors": _write_errors(uri, f"{version:06d}", list(errors)),
         **dict(extra or {}),
     }
     publish_manifest(uri, manifest)

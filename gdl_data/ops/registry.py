@@ -10,7 +10,8 @@ that say what to write instead) and implemented once per domain::
     def _mesh(sample, p: EigenbasisParams) -> dict[str, np.ndarray]:
         return mesh_eigenbasis(sample["pos"], sample["faces"], k=p.k)
 
-`sample` is the reader's record merged with the outputs of the ops before this one in the spec.
+`sample` is the reader's record plus the outputs of the ops named in `depends_on` that the spec
+runs (e.g. `neighborhoods` depends on `frames` for transport); an op never sees other outputs.
 The implementation returns new columns only. `version` is bumped whenever the op's numbers
 change, so cached results computed by older code are recomputed (shared/DESIGN.md).
 """
@@ -36,6 +37,7 @@ class Op:
     params_type: type
     version: str
     outputs: tuple[str, ...]
+    depends_on: tuple[str, ...] = ()
     doc: str = ""
     impls: dict[str, Impl] = field(default_factory=dict)
 
@@ -82,10 +84,13 @@ _REGISTRY: dict[str, Op] = {}
 
 
 def register_op(name: str, params_type: type, *, version: str, outputs: tuple[str, ...],
-                doc: str = "") -> Op:
+                depends_on: tuple[str, ...] = (), doc: str = "") -> Op:
+    """Declare an op. `depends_on` names the ops whose outputs it reads (when they are in the
+    spec): it then sees the reader's columns plus those outputs only, and its cache key includes
+    theirs, so changing one op recomputes exactly the ops that read it."""
     if name in _REGISTRY:
         raise ValueError(f"op '{name}' registered twice")
-    op = Op(name, params_type, version, tuple(outputs), doc)
+    op = Op(name, params_type, version, tuple(outputs), tuple(depends_on), doc)
     _REGISTRY[name] = op
     return op
 

@@ -12,6 +12,9 @@ from typing import Callable, Iterator
 from gdl_data.domains import Sample
 from gdl_data.errors import ReadError
 
+# Bump when any reader's output changes: cached datasets are then re-read and recomputed.
+READERS_VERSION = "1"
+
 Reader = Callable[[str, str], Iterator[Sample | ReadError]]
 
 # extension -> (domain, module attribute); filled by the domain modules' EXTENSIONS tables.

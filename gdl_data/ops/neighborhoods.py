@@ -1,0 +1,255 @@
+"""The `neighborhoods` op: a neighbourhood graph per sample, with edge lengths, and where the
+domain has tangent frames (meshes, spheres) the connection (`transport`) and log-map
+coordinates (`logmap`) along every edge.
+
+Outputs (shared/DESIGN.md): `edge_index` (2, e) int64, both directions, [0] = source,
+[1] = target, sorted by (source, target); `edge_dist` (e,); on meshes and spheres also
+`transport` (e,) (sign convention: `TRANSPORT_CONVENTION`, gdl_data/ops/transport.py) and
+`logmap` (e, 2), the target's coordinates in the source's frame (e1, e2).
+
+Modes, exactly one per spec, `{}` giving the domain's default (first in each list):
+  mesh      rings: k (k-ring, default 1) | knn: k | radius: r | geodesic_radius: r
+  molecule  bonds: true (default) | radius: r (Å) | knn: k
+  graph     hops: k (default 1: the graph's own edges, unchanged; edge_dist = hop count)
+  sphere    healpix: true (8 neighbours, default) | disc: r (great-circle radius, radians)
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, fields
+from typing import Any
+
+import numpy as np
+
+from gdl_data.errors import OpError, SpecError
+from gdl_data.ops.frames import frames_for
+from gdl_data.ops.geodesics import mesh_distance_from
+from gdl_data.ops.neighbor_graphs import (canonical_edges, edges_by_source, geodesic_balls,
+                                          geodesic_edge_lengths, graph_hops, healpix_edge_index,
+                                          knn_edge_index, mesh_edge_index, radius_edge_index,
+                                          sphere_disc_edge_index)
+from gdl_data.ops.registry import register_op
+from gdl_data.ops.transport import VectorHeatLogMap, connection_angles, projected_logmap
+
+TRANSPORT_CONVENTION = ("z_target = exp(i*transport) * z_source for a tangent vector with complex "
+                        "coordinate z = a + ib in frame (e1, e2); transport = angle of the source "
+                        "e1, carried by the minimal rotation of source normal onto target normal, "
+                        "measured in the target frame from e1 towards e2; antisymmetric")
+
+MODES = {"mesh": ("rings", "knn", "radius", "geodesic_radius"),
+         "molecule": ("bonds", "radius", "knn"),
+         "graph": ("hops",),
+         "sphere": ("healpix", "disc")}
+_INT_MODES = ("rings", "knn", "hops")
+_LENGTH_MODES = ("radius", "geodesic_radius", "disc")
+_FLAG_MODES = ("bonds", "healpix")
+_EXAMPLE = {"rings": 1, "knn": 16, "radius": 0.1, "geodesic_radius": 0.1, "disc": 0.05,
+            "hops": 2, "bonds": "true", "healpix": "true"}
+
+
+@dataclass(frozen=True)
+class NeighborhoodsParams:
+    """`neighborhoods` parameters: one mode (module docstring) or none for the domain's default.
+
+    distance: "euclidean" (default: straight line, the chord on the sphere) or "geodesic"
+      (meshes: heat method, gdl_data/ops/geodesics.py, inf between components; sphere: great
+      circle; not for molecules). Graphs always store the hop count.
+    logmap: "projection" (default: the edge projected onto the source's tangent plane and
+      rescaled to the geodesic length where known — exact on the sphere and on flat regions)
+      or "vector_heat" (meshes with faces: the vector heat method's log map, Sharp et al. 2019,
+      via potpourri3d; one solve per source vertex; the projection where a target cannot be
+      reached, e.g. a kNN edge to another component).
+    convention: the sign convention of `transport`, fixed; recorded for the manifest.
+    """
+
+    rings: int | None = None
+    knn: int | None = None
+    radius: float | None = None
+    geodesic_radius: float | None = None
+    disc: float | None = None
+    hops: int | None = None
+    bonds: bool | None = None
+    healpix: bool | None = None
+    distance: str = "euclidean"
+    logmap: str = "projection"
+    convention: str = TRANSPORT_CONVENTION
+
+    def __post_init__(self):
+        chosen = [name for name in _ALL_MODES if getattr(self, name) is not None]
+        if len(chosen) > 1:
+            raise ValueError(f"give exactly one neighbourhood mode, got {', '.join(chosen)}; "
+                             f"write e.g. neighborhoods: {{{chosen[0]}: {_EXAMPLE[chosen[0]]}}}")
+        for name in chosen:
+            value = getattr(self, name)
+            if name in _INT_MODES and (isinstance(value, bool) or not isinstance(value, int)
+                                       or value < 1):
+                raise ValueError(f"{name} must be a whole number ≥ 1, got {value!r}; "
+                                 f"write e.g. neighborhoods: {{{name}: {_EXAMPLE[name]}}}")
+            if name in _LENGTH_MODES and (isinstance(value, bool) or not isinstance(value, (int, float))
+                                          or not 0 < value < float("inf")):
+                raise ValueError(f"{name} must be a positive finite number, got {value!r}; "
+                                 f"write e.g. neighborhoods: {{{name}: {_EXAMPLE[name]}}}")
+            if name in _FLAG_MODES and value is not True:
+                raise ValueError(f"{name} takes true, got {value!r}; write neighborhoods: "
+                                 f"{{{name}: true}} or leave the mode out for the domain's default")
+        if self.distance not in ("euclidean", "geodesic"):
+            raise ValueError(f"distance must be 'euclidean' or 'geodesic', got {self.distance!r}")
+        if self.logmap not in ("projection", "vector_heat"):
+            raise ValueError(f"logmap must be 'projection' or 'vector_heat', got {self.logmap!r}")
+        if self.convention != TRANSPORT_CONVENTION:
+            raise ValueError("convention is fixed (recorded so the manifest documents the sign of "
+                             "transport); remove it from the spec")
+
+    def mode(self, domain: str) -> tuple[str, Any]:
+        """The chosen (mode, value), or the domain's default."""
+        for name in _ALL_MODES:
+            if getattr(self, name) is not None:
+                return name, getattr(self, name)
+        first = MODES[domain][0]
+        return first, 1 if first in _INT_MODES else True
+
+    def check_domain(self, domain: str) -> None:
+        name, _ = self.mode(domain)
+        if name not in MODES[domain]:
+            options = " | ".join(f"{{{m}: {_EXAMPLE[m]}}}" for m in MODES[domain])
+            raise SpecError(f"op 'neighborhoods': mode '{name}' does not apply to {domain} samples; "
+                            f"write one of {options}, or {{}} for the default")
+        if domain == "molecule" and self.distance == "geodesic":
+            raise SpecError("op 'neighborhoods': molecules have no surface to measure geodesics on; "
+                            "write distance: euclidean (or leave it out)")
+        if self.logmap == "vector_heat" and domain != "mesh":
+            raise SpecError(f"op 'neighborhoods': logmap: vector_heat needs a triangle mesh; on "
+                            f"{domain} samples write logmap: projection (or leave it out)")
+
+
+_ALL_MODES = tuple(f.name for f in fields(NeighborhoodsParams)
+                   if f.name not in ("distance", "logmap", "convention"))
+
+NEIGHBORHOODS = register_op(
+    "neighborhoods", NeighborhoodsParams, version="1",
+    outputs=("edge_index", "edge_dist", "transport", "logmap"),
+    depends_on=("frames",),
+    doc="neighbourhood graph with edge lengths; connection angles and log maps where frames exist")
+
+
+@NEIGHBORHOODS.implement("mesh")
+def _mesh(sample, p: NeighborhoodsParams) -> dict[str, np.ndarray]:
+    pos = np.asarray(sample["pos"], dtype=np.float64)
+    faces = np.asarray(sample["faces"], dtype=np.int64).reshape(-1, 3)
+    mode, value = p.mode("mesh")
+    if not len(faces):
+        _refuse_point_cloud_needs(sample, p, mode)
+    try:
+        return _mesh_neighborhoods(pos, faces, frames_for(sample), p, mode, value)
+    except (ValueError, RuntimeError) as exc:      # potpourri3d's solvers on broken meshes
+        raise OpError(sample.get("source", "?"), f"neighborhoods: {exc}",
+                      kind="neighborhoods-failed") from None
+
+
+def _mesh_neighborhoods(pos, faces, frames, p: NeighborhoodsParams, mode, value) -> dict:
+    distance_from = None
+    if mode == "geodesic_radius" or (p.distance == "geodesic" and (mode, value) != ("rings", 1)):
+        distance_from, _ = mesh_distance_from(pos, faces)            # the heat method
+    geodesic = None
+    if mode == "geodesic_radius":
+        edge_index, geodesic = geodesic_balls(distance_from, len(pos), value)
+    elif mode == "rings":
+        edge_index, _ = graph_hops(mesh_edge_index(faces, len(pos)), len(pos), value)
+    elif mode == "knn":
+        edge_index = knn_edge_index(pos, value)
+    else:
+        edge_index = radius_edge_index(pos, value)
+    euclidean = _lengths(pos, edge_index)
+    if p.distance == "geodesic" and geodesic is None:
+        # A mesh edge is a straight segment on the surface: its geodesic length is exact.
+        geodesic = euclidean if distance_from is None else \
+            geodesic_edge_lengths(distance_from, len(pos), edge_index)
+    # rescaled to the geodesic length, or the straight one between components (geodesic inf)
+    lengths = euclidean if geodesic is None else np.where(np.isfinite(geodesic), geodesic, euclidean)
+    logmap = projected_logmap(pos, frames, edge_index, lengths)
+    if p.logmap == "vector_heat":   # where defined (the target reachable), else the projection
+        vector_heat = _vector_heat_logmap(pos, faces, frames, edge_index)
+        logmap = np.where(np.isnan(vector_heat), logmap, vector_heat)
+    return {"edge_index": edge_index,
+            "edge_dist": geodesic if p.distance == "geodesic" else euclidean,
+            "transport": connection_angles(pos, frames, edge_index), "logmap": logmap}
+
+
+def _refuse_point_cloud_needs(sample, p: NeighborhoodsParams, mode: str) -> None:
+    defaulted = all(getattr(p, name) is None for name in _ALL_MODES)
+    needs = ([f"{mode}{' (the default)' if defaulted else ''}"]
+             if mode in ("rings", "geodesic_radius") else [])
+    needs += ["distance: geodesic"] * (p.distance == "geodesic")
+    needs += ["logmap: vector_heat"] * (p.logmap == "vector_heat")
+    if needs:
+        raise OpError(sample.get("source", "?"),
+                      f"this mesh is a point cloud (no faces), and {' and '.join(needs)} "
+                      f"{'needs' if len(needs) == 1 else 'need'} "
+                      f"triangles; write neighborhoods: {{knn: 16}} or {{radius: r}}, with the "
+                      f"default distance (euclidean) and logmap (projection)", kind="no-faces")
+
+
+@NEIGHBORHOODS.implement("sphere")
+def _sphere(sample, p: NeighborhoodsParams) -> dict[str, np.ndarray]:
+    pos = np.asarray(sample["pos"], dtype=np.float64)
+    mode, value = p.mode("sphere")
+    if mode == "healpix":
+        edge_index = healpix_neighbours_of(sample)
+    else:
+        edge_index = sphere_disc_edge_index(pos, value)
+    unit = pos / np.linalg.norm(pos, axis=1, keepdims=True)
+    src, dst = edge_index
+    # atan2 of (|a×b|, a·b): accurate for tiny angles, where arccos(a·b) loses half its digits.
+    great_circle = np.arctan2(np.linalg.norm(np.cross(unit[src], unit[dst]), axis=1),
+                              np.einsum("ij,ij->i", unit[src], unit[dst]))
+    frames = frames_for(sample)
+    return {"edge_index": edge_index,
+            "edge_dist": great_circle if p.distance == "geodesic" else _lengths(unit, edge_index),
+            "transport": connection_angles(unit, frames, edge_index),
+            "logmap": projected_logmap(unit, frames, edge_index, great_circle)}
+
+
+@NEIGHBORHOODS.implement("molecule")
+def _molecule(sample, p: NeighborhoodsParams) -> dict[str, np.ndarray]:
+    pos = np.asarray(sample["pos"], dtype=np.float64)
+    mode, value = p.mode("molecule")
+    if mode == "bonds":
+        bonds = np.asarray(sample["bond_index"], dtype=np.int64).reshape(2, -1)
+        edge_index = canonical_edges(np.concatenate(bonds[::-1]), np.concatenate(bonds), len(pos))
+    elif mode == "radius":
+        edge_index = radius_edge_index(pos, value)
+    else:
+        edge_index = knn_edge_index(pos, value)
+    return {"edge_index": edge_index, "edge_dist": _lengths(pos, edge_index)}
+
+
+@NEIGHBORHOODS.implement("graph")
+def _graph(sample, p: NeighborhoodsParams) -> dict[str, np.ndarray]:
+    _, hops = p.mode("graph")
+    own = np.asarray(sample["edge_index"], dtype=np.int64).reshape(2, -1)
+    if hops == 1:
+        # The graph's own edges, in the reader's order, so per-edge columns (edge_weight) still
+        # line up with edge_index.
+        return {"edge_index": own, "edge_dist": np.ones(own.shape[1])}
+    edge_index, hop_count = graph_hops(own, int(sample["num_nodes"]), hops)
+    return {"edge_index": edge_index, "edge_dist": hop_count}
+
+
+def healpix_neighbours_of(sample) -> np.ndarray:
+    """The HEALPix 8-neighbour edge_index of a sphere sample, after checking its pixel count."""
+    nside, n = int(sample["nside"]), len(sample["pos"])
+    if n != 12 * nside * nside:
+        raise OpError(sample.get("source", "?"), f"a HEALPix map of nside {nside} has "
+                      f"{12 * nside * nside} pixels, this one has {n}", kind="bad-healpix")
+    return healpix_edge_index(nside)
+
+
+def _lengths(pos: np.ndarray, edge_index: np.ndarray) -> np.ndarray:
+    return np.linalg.norm(pos[edge_index[1]] - pos[edge_index[0]], axis=1)
+
+
+def _vector_heat_logmap(pos, faces, frames, edge_index) -> np.ndarray:
+    log_maps = VectorHeatLogMap(pos, faces, frames)
+    logmap = np.full((edge_index.shape[1], 2), np.nan)
+    for source, rows in edges_by_source(edge_index, len(pos)):
+        logmap[rows] = log_maps(source)[edge_index[1, rows]]
+    return logmap

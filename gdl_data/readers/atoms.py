@@ -1,0 +1,97 @@
+"""From RDKit molecules (or bare atoms and coordinates) to Molecule samples, checked.
+
+Shared by the SDF/MOL, PDB and XYZ readers so that all three apply the same rules.
+"""
+from __future__ import annotations
+
+import functools
+
+import numpy as np
+
+from gdl_data.domains import Molecule
+from gdl_data.errors import ReadError
+from gdl_data.readers.validate import both_directions, check_positions
+
+
+@functools.cache
+def elements() -> dict[str, int]:
+    """Element symbol -> atomic number, from RDKit's periodic table (H..Og, no dummy atom)."""
+    from rdkit import Chem
+
+    table = Chem.GetPeriodicTable()
+    return {table.GetElementSymbol(z): z for z in range(1, 119)}
+
+
+def atomic_number(symbol: str, *, case_sensitive: bool = True) -> int | None:
+    """The atomic number of an element symbol (or of a number 1..118 given as text), else None."""
+    table = elements()
+    if symbol in table:
+        return table[symbol]
+    if not case_sensitive and symbol.capitalize() in table:
+        return table[symbol.capitalize()]
+    if symbol.isdigit() and 1 <= int(symbol) <= 118:
+        return int(symbol)
+    return None
+
+
+def unknown_element(source: str, atom: int, symbol: str) -> ReadError:
+    return ReadError(source, f"atom {atom} has element '{symbol}', which is not a chemical element "
+                             f"(expected a symbol such as C, N, Cl)", kind="unknown-element")
+
+
+def numeric_props(mol) -> dict[str, float]:
+    """The record's numeric data fields (RDKit converts numeric text), e.g. a measured affinity."""
+    return {name: float(value) for name, value in mol.GetPropsAsDict().items()
+            if isinstance(value, (int, float)) and not isinstance(value, bool)}
+
+
+def molecule_from_rdkit(mol, source: str, sample_id: str, props: dict[str, float] | None = None,
+                        *, require_3d: bool = True) -> Molecule:
+    """A Molecule from an RDKit Mol's first conformer: positions, atomic numbers, bonds both ways.
+
+    With `require_3d`, a conformer that RDKit marks 2D (the molfile says 2D, or gives no
+    dimension and every z is 0) is rejected for more than one atom.
+    """
+    if mol.GetNumAtoms() == 0:
+        raise ReadError(source, "the record has no atoms", kind="empty")
+    if mol.GetNumConformers() == 0:
+        raise ReadError(source, "the record has no coordinates", kind="no-3d-coordinates")
+    conformer = mol.GetConformer()
+    pos = check_positions(conformer.GetPositions(), source, "atom")
+    if require_3d and len(pos) > 1 and not conformer.Is3D():
+        raise ReadError(source, "no 3D coordinates: the record is a 2D drawing (z = 0 for every atom); "
+                                "generate a conformer first, e.g. with RDKit's EmbedMolecule",
+                        kind="no-3d-coordinates")
+    z = np.array([atom.GetAtomicNum() for atom in mol.GetAtoms()], dtype=np.int64)
+    if (z == 0).any():
+        first = int(np.flatnonzero(z == 0)[0])
+        raise unknown_element(source, first, mol.GetAtomWithIdx(first).GetSymbol())
+    bonds = np.array([(b.GetBeginAtomIdx(), b.GetEndAtomIdx()) for b in mol.GetBonds()],
+                     dtype=np.int64).reshape(-1, 2)
+    return Molecule(source=source, sample_id=sample_id, pos=pos, z=z,
+                    bond_index=both_directions(bonds[:, 0], bonds[:, 1]), props=props or {})
+
+
+def molecule_from_atoms(z: np.ndarray, pos: np.ndarray, source: str, sample_id: str,
+                        props: dict[str, float] | None = None) -> Molecule:
+    """A Molecule from atoms alone; bonds inferred from distances and covalent radii.
+
+    RDKit's connect-the-dots rule (`rdDetermineBonds.DetermineConnectivity`, Kim & Kim 2015):
+    two atoms are bonded when closer than 1.3 x the sum of their covalent radii.
+    """
+    from rdkit import Chem, Geometry
+    from rdkit.Chem import rdDetermineBonds
+
+    pos = check_positions(pos, source, "atom")
+    mol = Chem.RWMol()
+    for atomic_num in z:
+        mol.AddAtom(Chem.Atom(int(atomic_num)))
+    conformer = Chem.Conformer(len(z))
+    for i, (x, y, zc) in enumerate(pos):
+        conformer.SetAtomPosition(i, Geometry.Point3D(float(x), float(y), float(zc)))
+    conformer.Set3D(True)
+    mol.AddConformer(conformer, assignId=True)
+    rdDetermineBonds.DetermineConnectivity(mol)
+    molecule = molecule_from_rdkit(mol, source, sample_id, props, require_3d=False)
+    molecule.pos = pos   # exactly the parsed values, not a round trip through RDKit's Point3D
+    return molecule

@@ -1,0 +1,138 @@
+"""Molecule readers: SDF/MOL and PDB through RDKit, XYZ and extended XYZ (see xyz.py).
+
+- SDF (.sdf, .sd): one sample per record, `source` = `file#i` (i counts records from 0),
+  `sample_id` = hash of the record's own bytes (up to, not including, its `$$$$` line), so
+  editing one record changes only its id. A bad record yields a ReadError and the next
+  records are still read. RDKit sanitizes each record (valences, aromaticity); hydrogens are
+  kept. Numeric data fields (`> <name>` blocks) become `Molecule.props` (labels later).
+  A .mol file of one record keeps the plain file name as `source`.
+- PDB (.pdb, .ent): one sample per file, the first MODEL; bonds from CONECT records plus
+  RDKit's proximity bonding. PDB has no bond orders, so records are not sanitized.
+- XYZ (.xyz, .extxyz): one sample per frame, `file#i`; bonds inferred from distances.
+
+Bonds are stored both ways: (i, j) then (j, i) for each bond, in the file's bond order.
+Rejected (kind): no atoms ("empty"), NaN/inf coordinates ("non-finite-coordinates"), a 2D
+drawing ("no-3d-coordinates"), a symbol that is no element ("unknown-element"), a record cut
+short of its declared atom/bond counts ("truncated"), impossible valences ("invalid-chemistry").
+"""
+from __future__ import annotations
+
+import io
+import math
+import re
+from typing import Iterator
+
+from gdl_data.domains import Molecule, content_id
+from gdl_data.errors import ReadError
+from gdl_data.readers import extension, register_reader
+from gdl_data.readers.atoms import atomic_number, molecule_from_rdkit, numeric_props, unknown_element
+from gdl_data.readers.validate import never_raises, read_raw
+from gdl_data.readers.xyz import read_xyz
+
+_RECORD_END = re.compile(rb"^\$\$\$\$[^\n]*(?:\n|\Z)", re.MULTILINE)
+
+
+def split_sdf_records(data: bytes) -> list[bytes]:
+    """The records of an SDF file, each without its `$$$$` line; a last unterminated one kept."""
+    records, start = [], 0
+    for end in _RECORD_END.finditer(data):
+        records.append(data[start:end.start()])
+        start = end.end()
+    if data[start:].strip():
+        records.append(data[start:])
+    return records
+
+
+@never_raises
+def read_sdf(path: str, source: str) -> Iterator[Molecule | ReadError]:
+    """Yield one Molecule or ReadError per record of an SDF/MOL file."""
+    records = split_sdf_records(read_raw(path, source))
+    numbered = extension(path) != ".mol" or len(records) > 1
+    for i, record in enumerate(records):
+        record_source = f"{source}#{i}" if numbered else source
+        try:
+            yield _sdf_record(record, record_source)
+        except ReadError as err:
+            yield err
+
+
+def _sdf_record(record: bytes, source: str) -> Molecule:
+    from rdkit import Chem, rdBase
+
+    _check_v2000_block(record, source)
+    with rdBase.BlockLogs():   # RDKit prints parse problems to stderr; we report them instead
+        mol = next(Chem.ForwardSDMolSupplier(io.BytesIO(record + b"\n$$$$\n"), sanitize=False,
+                                             removeHs=False), None)
+        if mol is None:
+            raise ReadError(source, "RDKit cannot parse this record as a molfile", kind="parse-error")
+        problems = Chem.DetectChemistryProblems(mol)
+        if problems:
+            more = f" (and {len(problems) - 1} more problems)" if len(problems) > 1 else ""
+            raise ReadError(source, problems[0].Message() + more, kind="invalid-chemistry")
+        Chem.SanitizeMol(mol)
+    return molecule_from_rdkit(mol, source, content_id(record), numeric_props(mol))
+
+
+def _check_v2000_block(record: bytes, source: str) -> None:
+    """Check a V2000 molfile's atom block by its fixed columns; V3000 is left to RDKit.
+
+    Gives precise kinds (truncated, unknown element, NaN) where RDKit only says "cannot parse".
+    """
+    lines = record.decode("latin-1").splitlines()
+    if len(lines) < 4:
+        raise ReadError(source, f"the record ends after {len(lines)} lines, inside the molfile header",
+                        kind="truncated")
+    counts = lines[3]
+    if "V3000" in counts:
+        return
+    try:
+        num_atoms, num_bonds = int(counts[0:3]), int(counts[3:6])
+    except ValueError:
+        raise ReadError(source, f"line 4 should be the counts line ('aaabbb ... V2000'), found "
+                                f"{counts.strip()[:40]!r}", kind="parse-error") from None
+    if len(lines) < 4 + num_atoms + num_bonds:
+        raise ReadError(source, f"the counts line declares {num_atoms} atoms and {num_bonds} bonds "
+                                f"({4 + num_atoms + num_bonds} lines) but the record has {len(lines)} lines",
+                        kind="truncated")
+    for atom, line in enumerate(lines[4:4 + num_atoms]):
+        _check_coordinates(source, atom, (line[0:10], line[10:20], line[20:30]))
+        if atomic_number(line[31:34].strip(), case_sensitive=False) is None:
+            raise unknown_element(source, atom, line[31:34].strip())
+
+
+def _check_coordinates(source: str, atom: int, coordinates: tuple[str, ...]) -> None:
+    try:
+        values = [float(c) for c in coordinates]
+    except ValueError:
+        raise ReadError(source, f"atom {atom}: cannot read coordinates {[c.strip() for c in coordinates]}",
+                        kind="parse-error") from None
+    if not all(math.isfinite(v) for v in values):
+        raise ReadError(source, f"atom {atom} has coordinates {values}", kind="non-finite-coordinates")
+
+
+@never_raises
+def read_pdb(path: str, source: str) -> Iterator[Molecule | ReadError]:
+    """Yield the one Molecule of a PDB file (its first model), or a ReadError."""
+    from rdkit import Chem, rdBase
+
+    data = read_raw(path, source)
+    atom_lines = [line for line in data.decode("latin-1").splitlines() if line.startswith(("ATOM", "HETATM"))]
+    if not atom_lines:
+        raise ReadError(source, "no ATOM or HETATM records", kind="empty")
+    for atom, line in enumerate(atom_lines):
+        _check_coordinates(source, atom, (line[30:38], line[38:46], line[46:54]))
+        # the element is in columns 77-78; older files leave it blank and RDKit uses the atom name
+        element = line[76:78].strip()
+        if element and atomic_number(element, case_sensitive=False) is None:
+            raise unknown_element(source, atom, element)
+    with rdBase.BlockLogs():
+        mol = Chem.MolFromPDBBlock(data.decode("latin-1"), sanitize=False, removeHs=False,
+                                   proximityBonding=True)
+    if mol is None:
+        raise ReadError(source, "RDKit cannot parse the PDB records", kind="parse-error")
+    yield molecule_from_rdkit(mol, source, content_id(data), require_3d=False)
+
+
+register_reader("molecule", (".sdf", ".sd", ".mol"), read_sdf)
+register_reader("molecule", (".pdb", ".ent"), read_pdb)
+register_reader("molecule", (".xyz", ".extxyz"), read_xyz)

@@ -1,0 +1,140 @@
+"""Pipeline specs: YAML -> a validated `PipelineSpec`, rejecting what it doesn't understand.
+
+    name: shapes
+    domain: mesh                 # mesh | molecule | graph | sphere
+    source: data/raw/shapes      # folder, glob or fsspec URI of raw files
+    output: storage/shapes       # dataset URI; a local folder by default
+    ops:                         # in order; each adds columns (shared/DESIGN.md)
+      eigenbasis: {k: 64}
+    shard_size: 32               # raw files per shard (one Prefect task, one Parquet file)
+    dask_address: null           # an existing scheduler; default: a temporary LocalCluster
+    keep_versions: 5             # older versions (and shards only they use) are deleted
+    labels: {from: folder}       # optional: labels from the sources (pipelines/labels.py)
+    schedule: {cron: "0 3 * * *"}  # optional, or {interval_seconds: 3600}: used by `gdl serve`
+
+Relative `source` / `output` paths are resolved against the spec file's folder.
+"""
+from __future__ import annotations
+
+import difflib
+import os
+from dataclasses import dataclass, field, replace
+from typing import Any, Mapping
+
+import yaml
+
+from gdl_data.domains import DOMAINS
+from gdl_data.errors import SpecError
+from gdl_data.ops import get_op
+from gdl_data.ops.registry import params_dict
+from pipelines.schedule import Schedule, parse_schedule
+
+SPEC_KEYS = ("name", "domain", "source", "output", "ops", "shard_size", "dask_address", "schedule",
+             "labels", "keep_versions")
+
+
+@dataclass(frozen=True)
+class OpStep:
+    """One op of a spec with its validated parameters."""
+
+    name: str
+    params: Any
+
+    @property
+    def version(self) -> str:
+        return get_op(self.name).version
+
+    def describe(self) -> dict[str, Any]:
+        return {"name": self.name, "version": self.version, "params": params_dict(self.params)}
+
+
+@dataclass(frozen=True)
+class PipelineSpec:
+    name: str
+    domain: str
+    source: str
+    output: str
+    ops: tuple[OpStep, ...] = ()
+    shard_size: int = 32
+    keep_versions: int = 5
+    dask_address: str | None = None
+    schedule: Schedule | None = None
+    labels: Mapping[str, Any] | None = None
+    spec_path: str | None = field(default=None, compare=False)
+
+    def with_overrides(self, **overrides: Any) -> "PipelineSpec":
+        return replace(self, **{k: v for k, v in overrides.items() if v is not None})
+
+
+def _unknown_key(key: str, allowed: tuple[str, ...], where: str) -> SpecError:
+    hint = difflib.get_close_matches(key, allowed, n=1)
+    did_you_mean = f"did you mean '{hint[0]}'? " if hint else ""
+    return SpecError(f"{where}: unknown key '{key}'; {did_you_mean}allowed keys: {', '.join(allowed)}")
+
+
+def parse_spec(raw: Mapping[str, Any], *, base_dir: str = ".", where: str = "spec") -> PipelineSpec:
+    """Validate a spec mapping. Every message says what to write instead."""
+    if not isinstance(raw, Mapping):
+        raise SpecError(f"{where}: expected a mapping of keys (name, domain, source, output, ops), "
+                        f"got {type(raw).__name__}")
+    for key in raw:
+        if key not in SPEC_KEYS:
+            raise _unknown_key(key, SPEC_KEYS, where)
+    for key in ("name", "domain", "source", "output"):
+        if not raw.get(key) or not isinstance(raw[key], str):
+            raise SpecError(f"{where}: '{key}' is required and must be a string, "
+                            f"e.g. {key}: {_EXAMPLES[key]}")
+    domain = raw["domain"]
+    if domain not in DOMAINS:
+        raise SpecError(f"{where}: domain '{domain}' is not one of {', '.join(DOMAINS)}")
+    ops_raw = raw.get("ops") or {}
+    if not isinstance(ops_raw, Mapping):
+        raise SpecError(f"{where}: 'ops' must be a mapping of op name to parameters, "
+                        f"e.g. ops: {{eigenbasis: {{k: 64}}}}")
+    steps = []
+    for name, params in ops_raw.items():
+        if params is not None and not isinstance(params, Mapping):
+            raise SpecError(f"{where}: parameters of op '{name}' must be a mapping, e.g. {name}: {{}}")
+        op = get_op(name)
+        steps.append(OpStep(name, op.parse_params(params, domain)))
+    shard_size = _positive_int(raw, "shard_size", 32, where, "raw files per shard")
+    keep_versions = _positive_int(raw, "keep_versions", 5, where, "versions kept")
+    address = raw.get("dask_address")
+    if address is not None and not isinstance(address, str):
+        raise SpecError(f"{where}: dask_address must be a string like tcp://127.0.0.1:8786")
+    return PipelineSpec(
+        name=raw["name"], domain=domain,
+        source=_resolve(raw["source"], base_dir), output=_resolve(raw["output"], base_dir),
+        ops=tuple(steps), shard_size=shard_size, keep_versions=keep_versions, dask_address=address,
+        schedule=parse_schedule(raw.get("schedule"), where), labels=raw.get("labels"),
+    )
+
+
+def _positive_int(raw: Mapping[str, Any], key: str, default: int, where: str, what: str) -> int:
+    value = raw.get(key, default)
+    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+        raise SpecError(f"{where}: {key} must be a positive integer ({what}), got {value!r}; "
+                        f"e.g. {key}: {default}")
+    return value
+
+
+_EXAMPLES = {"name": "shapes", "domain": "mesh", "source": "data/raw/shapes", "output": "storage/shapes"}
+
+
+def _resolve(path: str, base_dir: str) -> str:
+    if "://" in path or os.path.isabs(path):
+        return path
+    return os.path.normpath(os.path.join(base_dir, path))
+
+
+def load_spec(path: str) -> PipelineSpec:
+    """Read and validate a spec file; errors name the file."""
+    try:
+        with open(path) as fh:
+            raw = yaml.safe_load(fh)
+    except FileNotFoundError:
+        raise SpecError(f"{path}: no such spec file") from None
+    except yaml.YAMLError as exc:
+        raise SpecError(f"{path}: not valid YAML: {exc}") from None
+    spec = parse_spec(raw, base_dir=os.path.dirname(os.path.abspath(path)), where=path)
+    return replace(spec, spec_path=os.path.abspath(path))

@@ -1,0 +1,106 @@
+"""One writer at a time per dataset: a lock file naming its holder, with stale-lock recovery.
+
+Local folders use an exclusive create (O_EXCL), which is atomic. On object stores the lock is
+advisory: it is written, read back and checked (two writers starting within the same instant
+could both pass; the shards they write are input-addressed, so even then nothing is corrupted,
+and the last manifest published wins).
+"""
+from __future__ import annotations
+
+import json
+import os
+import socket
+import time
+import uuid
+
+from fsspec.implementations.local import LocalFileSystem
+
+from storage.fs import join, read_bytes, resolve, write_bytes_atomic
+
+LOCK = "_lock.json"
+
+
+class DatasetLocked(RuntimeError):
+    """Another writer holds the dataset."""
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+class DatasetLock:
+    """`with DatasetLock(uri):` — fail fast (default) or `wait` seconds for the holder to finish.
+
+    A lock whose holder process is gone (same host, pid not alive) is stale and taken over with
+    a warning in `self.recovered`. A lock from another host is never broken automatically:
+    the message says how to remove it by hand.
+    """
+
+    def __init__(self, uri: str, wait: float = 0.0, poll: float = 0.5):
+        self.uri, self.wait, self.poll = uri, wait, poll
+        self.fs, root = resolve(uri)
+        self.path = join(root, LOCK)
+        self.token = uuid.uuid4().hex
+        self.recovered: dict | None = None
+        self.holder = {"pid": os.getpid(), "host": socket.gethostname(), "token": self.token,
+                       "since": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+
+    def _try_create(self) -> bool:
+        data = json.dumps(self.holder).encode()
+        if isinstance(self.fs, LocalFileSystem):
+            os.makedirs(os.path.dirname(self.path), exist_ok=True)
+            try:
+                fd = os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+            except FileExistsError:
+                return False
+            with os.fdopen(fd, "wb") as fh:
+                fh.write(data)
+            return True
+        if self.fs.exists(self.path):
+            return False
+        write_bytes_atomic(self.fs, self.path, data)
+        return json.loads(read_bytes(self.fs, self.path)).get("token") == self.token
+
+    def current_holder(self) -> dict | None:
+        try:
+            return json.loads(read_bytes(self.fs, self.path))
+        except (FileNotFoundError, json.JSONDecodeError):
+            return None
+
+    def _is_stale(self, holder: dict) -> bool:
+        return holder.get("host") == socket.gethostname() and not _pid_alive(int(holder.get("pid", -1)))
+
+    def acquire(self) -> "DatasetLock":
+        deadline = time.monotonic() + self.wait
+        while True:
+            if self._try_create():
+                return self
+            holder = self.current_holder()
+            if holder and self._is_stale(holder):
+                self.recovered = holder
+                self.fs.rm(self.path)
+                continue
+            if time.monotonic() >= deadline:
+                who = (f"process {holder.get('pid')} on {holder.get('host')} since {holder.get('since')}"
+                       if holder else "another writer")
+                raise DatasetLocked(
+                    f"{self.uri} is being written by {who}. Wait for it (gdl preprocess --wait SECONDS), "
+                    f"or, if that process is gone, delete {self.path}")
+            time.sleep(self.poll)
+
+    def release(self) -> None:
+        holder = self.current_holder()
+        if holder and holder.get("token") == self.token:
+            self.fs.rm(self.path)
+
+    def __enter__(self) -> "DatasetLock":
+        return self.acquire()
+
+    def __exit__(self, *exc) -> None:
+        self.release()
