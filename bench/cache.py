@@ -1,0 +1,160 @@
+"""Issue 4 benchmark: what a re-run costs, and planning over a million samples.
+
+    python -m bench.cache [--meshes 200] [--index-samples 1000000]
+
+Part 1, on N perturbed icosphere meshes (642 vertices) with the full op set, one LocalCluster
+(2 worker processes) for every run: the first run, then re-runs with nothing changed, with one
+file in 100 edited, and with one op parameter changed. Baseline: the first run (time to
+recompute everything, which is what a per-paper preprocess.py does on any change).
+Part 2, in a fresh process: planning a re-run against a synthetic committed index of 10^6
+unchanged samples (3,907 shards of 256), time and peak memory; no array data exists at all.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+import numpy as np
+
+OPS = {"eigenbasis": {"k": 32}, "frames": {}, "geodesics": {"sources": 4}, "neighborhoods": {}, "gradients": {}}
+
+
+def _write_mesh(path: str, seed: int) -> None:
+    import trimesh
+    mesh = trimesh.creation.icosphere(subdivisions=3)
+    rng = np.random.default_rng(seed)
+    mesh.vertices = mesh.vertices * (1 + 0.2 * rng.random((len(mesh.vertices), 1)))
+    mesh.export(path)
+
+
+def rerun_costs(n_meshes: int, workdir: str) -> dict:
+    from pipelines.cluster import dask_client
+    from pipelines.execute import run_pipeline
+    from pipelines.spec import parse_spec
+
+    raw = os.path.join(workdir, "raw")
+    os.makedirs(raw)
+    for i in range(n_meshes):
+        _write_mesh(os.path.join(raw, f"m{i:04d}.ply"), i)
+
+    def spec(ops=OPS):
+        return parse_spec({"name": "bench", "domain": "mesh", "source": raw, "output": os.path.join(workdir, "ds"),
+                           "ops": ops, "shard_size": 16})
+
+    def timed(s):
+        t0 = time.perf_counter()
+        manifest = run_pipeline(s, client, progress=False)
+        return time.perf_counter() - t0, manifest["run"]
+
+    out = {}
+    with dask_client(n_workers=2) as client:
+        first, run = timed(spec())
+        out["first_run_s"] = first
+        out["first_run_op_seconds"] = run["seconds_by_stage"]
+        out["nothing_changed_s"] = statistics.median(timed(spec())[0] for _ in range(3))
+        edits = []
+        for rep in range(3):
+            for j in range(max(1, n_meshes // 100)):
+                _write_mesh(os.path.join(raw, f"m{(37 * rep + 11 * j) % n_meshes:04d}.ply"), 10_000 + 100 * rep + j)
+            seconds, run = timed(spec())
+            edits.append(seconds)
+        out["one_in_100_edited_s"] = statistics.median(edits)
+        out["one_in_100_computed"] = run["op_samples_computed"]
+        params = []
+        for sources in (6, 4, 6):
+            seconds, run = timed(spec({**OPS, "geodesics": {"sources": sources}}))
+            params.append(seconds)
+        out["changed_param_s"] = statistics.median(params)
+        out["changed_param_computed"] = run["op_samples_computed"]
+        out["changed_param_reused"] = run["op_samples_reused"]
+    return out
+
+
+def _synthetic_index(root: str, samples: int, per_shard: int = 256) -> tuple[list, object]:
+    """A committed dataset whose shards hold `samples` unchanged files, sidecars only."""
+    import pyarrow as pa
+    from pipelines.cache import FileState, recipe_keys
+    from pipelines.spec import parse_spec
+    from storage.manifest import FORMAT, publish_manifest
+    from storage.writer import FILES_SCHEMA, table_to_parquet_bytes
+
+    spec = parse_spec({"name": "big", "domain": "mesh", "source": root, "output": root, "ops": OPS, "shard_size": per_shard})
+    os.makedirs(os.path.join(root, "shards"), exist_ok=True)
+    states, shards = [], []
+    for start in range(0, samples, per_shard):
+        name = f"s{start:09d}"
+        files = [f"/data/raw/m{i:09d}.ply" for i in range(start, min(start + per_shard, samples))]
+        keys = [f"{i:032x}" for i in range(start, start + len(files))]
+        table = pa.table({"shard": [name] * len(files), "file": files, "file_key": keys,
+                          "size": [1000] * len(files), "mtime_ns": [1] * len(files), "samples": [1] * len(files),
+                          "errors": ["[]"] * len(files)}, schema=FILES_SCHEMA)
+        with open(os.path.join(root, "shards", f"{name}.files.parquet"), "wb") as fh:
+            fh.write(table_to_parquet_bytes(table))
+        shards.append({"name": name, "path": f"shards/{name}.parquet", "rows": len(files), "bytes": 0,
+                       "files": len(files), "first_file": files[0]})
+        states += [FileState(f, 1000, 1) for f in files]
+    publish_manifest(root, {"format": FORMAT, "version": 1, "sample_count": samples, "error_count": 0,
+                            "columns": {}, "shards": shards, "errors": None, "recipes": recipe_keys(spec)})
+    return states, spec
+
+
+def plan_big(samples: int) -> dict:
+    """Run in a fresh process: build the synthetic index, then time planning and its peak RSS."""
+    from pipelines.cache import plan_run
+    with tempfile.TemporaryDirectory() as root:
+        t0 = time.perf_counter()
+        states, spec = _synthetic_index(root, samples)
+        build = time.perf_counter() - t0
+        rss_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+        times = []
+        for _ in range(3):
+            t0 = time.perf_counter()
+            plan = plan_run(spec, states)
+            times.append(time.perf_counter() - t0)
+        assert len(plan.kept) == len(plan_run(spec, states).kept) and not plan.todo
+        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return {"samples": samples, "index_build_s": build, "plan_median_s": statistics.median(times),
+            "plan_runs_s": times, "peak_rss_mb": peak / 1024, "rss_growth_while_planning_mb": (peak - rss_before) / 1024}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--meshes", type=int, default=200)
+    parser.add_argument("--index-samples", type=int, default=1_000_000)
+    parser.add_argument("--plan-only", action="store_true", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.plan_only:
+        print(json.dumps(plan_big(args.index_samples)))
+        return
+    with tempfile.TemporaryDirectory() as workdir:
+        costs = rerun_costs(args.meshes, workdir)
+    first = costs["first_run_s"]
+    print(f"\nRe-run costs on {args.meshes} meshes (642 vertices; ops: {', '.join(OPS)}), 2 Dask workers")
+    print(f"{'run':32s} {'seconds':>9s} {'vs first run':>13s}")
+    print(f"{'first run (baseline)':32s} {first:9.2f} {1.0:13.3f}")
+    for key, label in (("nothing_changed_s", "re-run, nothing changed"),
+                       ("one_in_100_edited_s", "re-run, 1 file in 100 edited"),
+                       ("changed_param_s", "re-run, geodesics.sources changed")):
+        print(f"{label:32s} {costs[key]:9.2f} {costs[key] / first:13.3f}")
+    geo = costs["first_run_op_seconds"].get("geodesics", 0.0) / 2  # summed over 2 workers
+    print(f"geodesics alone in the first run (per worker): {geo:.2f} s -> param re-run / that = "
+          f"{costs['changed_param_s'] / geo if geo else float('nan'):.2f}")
+    print(f"edited re-run computed {costs['one_in_100_computed']}")
+    print(f"param re-run computed {costs['changed_param_computed']}, reused {costs['changed_param_reused']}")
+    proc = subprocess.run([sys.executable, "-m", "bench.cache", "--plan-only", "--index-samples",
+                           str(args.index_samples)], capture_output=True, text=True, check=True)
+    big = json.loads(proc.stdout.strip().splitlines()[-1])
+    print(f"\nPlanning a re-run over {big['samples']:,} unchanged samples (synthetic index, no array data): "
+          f"median {big['plan_median_s']:.2f} s of {[round(t, 2) for t in big['plan_runs_s']]}, "
+          f"peak RSS {big['peak_rss_mb']:.0f} MB (+{big['rss_growth_while_planning_mb']:.0f} MB while planning)")
+
+
+if __name__ == "__main__":
+    main()
