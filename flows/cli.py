@@ -61,8 +61,12 @@ def cmd_show(args) -> int:
 
 
 def cmd_inspect(args) -> int:
-    from flows.report import print_dataset
-    from pipelines.summary import describe_dataset
+    from flows.report import print_dataset, print_versions
+    from pipelines.summary import describe_dataset, list_dataset_versions
+    if args.versions:
+        rows = list_dataset_versions(args.dataset)
+        print(json.dumps(rows, indent=2)) if args.json else print_versions(rows)
+        return EXIT_OK
     info = describe_dataset(args.dataset, version=args.version)
     if args.json:
         print(json.dumps(info, indent=2, default=str))
@@ -127,6 +131,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("inspect", help="describe a dataset: samples, columns, ops, errors")
     p.add_argument("dataset", help="dataset folder or URI")
     p.add_argument("--version", type=int, help="a kept version instead of the current one")
+    p.add_argument("--versions", action="store_true", help="list the kept versions")
     p.add_argument("--json", action="store_true", help="machine-readable output")
     p.set_defaults(func=cmd_inspect)
 

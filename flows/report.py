@@ -26,11 +26,13 @@ def _num(x: Any) -> str:
 def print_dataset(info: dict[str, Any], console: Console | None = None) -> None:
     console = console or Console()
     console.print(f"[bold]{info['name']}[/] ({info['domain']}) at {info['uri']}")
-    console.print(f"version {info['version']} of {info['versions']}, created {info['created']}; "
+    console.print(f"version {info['version']} (kept: {', '.join(map(str, info['versions']))}), "
+                  f"created {info['created']}; "
                   f"{info['samples']} samples, {info['failed']} failed; {info['shards']} shards, "
                   f"{info['bytes_on_disk'] / 1e6:.2f} MB")
     for op in info["ops"]:
-        console.print(f"  op {op['name']} v{op['version']}: {op['params']}")
+        params = {k: v for k, v in op["params"].items() if v is not None}
+        console.print(f"  op {op['name']} v{op['version']}: {params}")
     table = Table("column", "dtype", "shape (* varies)", "min", "max", "NaN")
     for name, col in info["columns"].items():
         st = col.get("stats") or {}
@@ -58,3 +60,11 @@ def print_demo(result: dict[str, Any], console: Console | None = None) -> None:
                   f"{result['workdir']}/datasets")
     for d in result["datasets"]:
         console.print(f"  gdl inspect {d['output']}", soft_wrap=True)
+
+
+def print_versions(rows: list[dict[str, Any]], console: Console | None = None) -> None:
+    console = console or Console()
+    table = Table("version", "created", "samples", "failed", "ops", title="kept versions")
+    for r in rows:
+        table.add_row(str(r["version"]), r["created"], str(r["samples"]), str(r["failed"]), ", ".join(r["ops"]))
+    console.print(table)

@@ -36,12 +36,13 @@ class FileResult:
 
 
 def error_row(source: str, stage: str, exc: BaseException, sample_id: str | None = None) -> dict[str, Any]:
-    """One errors-table row. Known errors keep their one-line message; others get type: message."""
+    """One errors-table row; the message is one line naming the file (and record)."""
     if isinstance(exc, GdlError):
-        kind, message, tb = exc.kind, getattr(exc, "detail", None) or str(exc), None
+        kind, tb = exc.kind, None
+        message = str(exc) if source in str(exc) else f"{source}: {exc}"
     else:
         kind = type(exc).__name__
-        message = f"{type(exc).__name__}: {exc}".splitlines()[0]
+        message = f"{source}: {type(exc).__name__}: {exc}".splitlines()[0]
         tb = "".join(traceback.format_exception(exc))
     return {"source": source, "sample_id": sample_id, "stage": stage, "error": kind,
             "message": message, "traceback": tb}

@@ -87,3 +87,14 @@ def describe_dataset(uri: str, version: int | None = None) -> dict[str, Any]:
         "ops": m.get("ops", []), "columns": m["columns"], "errors_by_cause": by_cause,
         "run": m.get("run", {}), "software": m.get("software", {}),
     }
+
+
+def list_dataset_versions(uri: str) -> list[dict[str, Any]]:
+    """One row per kept version: number, creation time, samples, failures, ops."""
+    from storage import list_versions, load_manifest
+    rows = []
+    for v in list_versions(uri):
+        m = load_manifest(uri, v)
+        rows.append({"version": v, "created": m["created"], "samples": m["sample_count"],
+                     "failed": m["error_count"], "ops": [o["name"] for o in m.get("ops", [])]})
+    return rows

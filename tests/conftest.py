@@ -9,7 +9,13 @@ os.environ["PREFECT_SERVER_ANALYTICS_ENABLED"] = "false"
 os.environ["DO_NOT_TRACK"] = "1"
 os.environ.pop("PREFECT_API_URL", None)
 
+import logging  # noqa: E402
+
 import pytest  # noqa: E402
+
+# Prefect stops its temporary server at interpreter exit, after pytest closed the captured
+# streams; its last log line would otherwise print a "--- Logging error ---" traceback.
+logging.raiseExceptions = False
 
 
 @pytest.fixture(scope="session")
