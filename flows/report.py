@@ -56,6 +56,11 @@ def print_demo(result: dict[str, Any], console: Console | None = None) -> None:
                       ", ".join(arrays[:8]) + (f" (+{len(arrays) - 8})" if len(arrays) > 8 else ""),
                       f"{d['wall_seconds']:.1f}")
     console.print(table)
+    t = result.get("training")
+    if t:
+        console.print(f"trained {t['model']} on {t['dataset']} for {t['epochs']} epochs: held-out {t['metric']} "
+                      f"{t['model_metric']:.3f} vs {t['baseline_metric']:.3f} for the trivial baseline "
+                      f"({t['wall_seconds']:.1f} s); run folder {t['run']}", soft_wrap=True)
     console.print(f"demo finished in {result['wall_seconds']:.1f} s; datasets under "
                   f"{result['workdir']}/datasets")
     for d in result["datasets"]:

@@ -41,7 +41,7 @@ def materialise_demo_data(folder: str) -> dict[str, str]:
     return folders
 
 
-def _write_once(path: str, write: Callable[[str], None]) -> None:
+def write_once(path: str, write: Callable[[str], None]) -> None:
     """Run `write(tmp)` and rename tmp to `path`, unless `path` exists already."""
     if os.path.exists(path):
         return
@@ -64,7 +64,7 @@ def _write_meshes(folder: str) -> None:
 
     examples = os.path.dirname(pyvista.examples.__file__)
     for name in PYVISTA_MESHES:
-        _write_once(os.path.join(folder, name), _copy_from(os.path.join(examples, name)))
+        write_once(os.path.join(folder, name), _copy_from(os.path.join(examples, name)))
 
 
 def _write_molecules(folder: str) -> None:
@@ -72,7 +72,7 @@ def _write_molecules(folder: str) -> None:
 
     for relative in RDKIT_SDF_SETS:
         name = os.path.basename(relative)
-        _write_once(os.path.join(folder, name), _copy_from(os.path.join(RDConfig.RDContribDir, relative)))
+        write_once(os.path.join(folder, name), _copy_from(os.path.join(RDConfig.RDContribDir, relative)))
 
 
 def _write_graphs(folder: str) -> None:
@@ -89,9 +89,9 @@ def _write_graphs(folder: str) -> None:
             fh.write("src,dst\n")
             fh.writelines(f"{u},{v}\n" for u, v in nx.florentine_families_graph().edges())
 
-    _write_once(os.path.join(folder, "karate_club.graphml"), karate)
-    _write_once(os.path.join(folder, "les_miserables.gml"), lambda t: nx.write_gml(nx.les_miserables_graph(), t))
-    _write_once(os.path.join(folder, "florentine_families.csv"), florentine)
+    write_once(os.path.join(folder, "karate_club.graphml"), karate)
+    write_once(os.path.join(folder, "les_miserables.gml"), lambda t: nx.write_gml(nx.les_miserables_graph(), t))
+    write_once(os.path.join(folder, "florentine_families.csv"), florentine)
 
 
 def power_law_map(alpha: float, seed: int, nside: int = NSIDE):
@@ -123,4 +123,4 @@ def _write_spheres(folder: str) -> None:
             nest = ordering == "NESTED"
             healpy.write_map(target, healpy.reorder(ring, r2n=True) if nest else ring, nest=nest,
                              overwrite=True, dtype=ring.dtype)
-        _write_once(os.path.join(folder, name), write)
+        write_once(os.path.join(folder, name), write)

@@ -66,7 +66,7 @@ class PipelineSpec:
         return replace(self, **{k: v for k, v in overrides.items() if v is not None})
 
 
-def _unknown_key(key: str, allowed: tuple[str, ...], where: str) -> SpecError:
+def unknown_key_error(key: str, allowed: tuple[str, ...], where: str) -> SpecError:
     hint = difflib.get_close_matches(key, allowed, n=1)
     did_you_mean = f"did you mean '{hint[0]}'? " if hint else ""
     return SpecError(f"{where}: unknown key '{key}'; {did_you_mean}allowed keys: {', '.join(allowed)}")
@@ -79,7 +79,7 @@ def parse_spec(raw: Mapping[str, Any], *, base_dir: str = ".", where: str = "spe
                         f"got {type(raw).__name__}")
     for key in raw:
         if key not in SPEC_KEYS:
-            raise _unknown_key(key, SPEC_KEYS, where)
+            raise unknown_key_error(key, SPEC_KEYS, where)
     for key in ("name", "domain", "source", "output"):
         if not raw.get(key) or not isinstance(raw[key], str):
             raise SpecError(f"{where}: '{key}' is required and must be a string, "
@@ -104,7 +104,7 @@ def parse_spec(raw: Mapping[str, Any], *, base_dir: str = ".", where: str = "spe
         raise SpecError(f"{where}: dask_address must be a string like tcp://127.0.0.1:8786")
     return PipelineSpec(
         name=raw["name"], domain=domain,
-        source=_resolve(raw["source"], base_dir), output=_resolve(raw["output"], base_dir),
+        source=resolve_path(raw["source"], base_dir), output=resolve_path(raw["output"], base_dir),
         ops=tuple(steps), shard_size=shard_size, keep_versions=keep_versions, dask_address=address,
         schedule=parse_schedule(raw.get("schedule"), where), labels=raw.get("labels"),
     )
@@ -121,7 +121,7 @@ def _positive_int(raw: Mapping[str, Any], key: str, default: int, where: str, wh
 _EXAMPLES = {"name": "shapes", "domain": "mesh", "source": "data/raw/shapes", "output": "storage/shapes"}
 
 
-def _resolve(path: str, base_dir: str) -> str:
+def resolve_path(path: str, base_dir: str) -> str:
     if "://" in path or os.path.isabs(path):
         return path
     return os.path.normpath(os.path.join(base_dir, path))
