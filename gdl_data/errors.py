@@ -5,6 +5,9 @@ table (`source`, `stage`, `error` = the kind, `message`) and goes on with the ot
 """
 from __future__ import annotations
 
+import difflib
+from typing import Iterable
+
 
 class GdlError(Exception):
     """Base class: a problem explained in one line, meant for the user, not a traceback."""
@@ -41,3 +44,15 @@ class OpError(SampleError):
     """A geometric operator cannot give a correct, finite result for this sample."""
 
     kind = "op-failed"
+
+
+def did_you_mean(name: str, known: Iterable[str]) -> str:
+    """"did you mean 'k'? " for the closest known name, or "" when none is close."""
+    hint = difflib.get_close_matches(name, list(known), n=1)
+    return f"did you mean '{hint[0]}'? " if hint else ""
+
+
+def unknown_name(what: str, name: str, known: Iterable[str]) -> SpecError:
+    """`unknown op 'eigenbasi'; did you mean 'eigenbasis'? known ops: ...` as a SpecError."""
+    known = sorted(known)
+    return SpecError(f"unknown {what} '{name}'; {did_you_mean(name, known)}known {what}s: {', '.join(known)}")

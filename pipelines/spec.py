@@ -16,7 +16,6 @@ Relative `source` / `output` paths are resolved against the spec file's folder.
 """
 from __future__ import annotations
 
-import difflib
 import os
 from dataclasses import dataclass, field, replace
 from typing import Any, Mapping
@@ -24,7 +23,7 @@ from typing import Any, Mapping
 import yaml
 
 from gdl_data.domains import DOMAINS
-from gdl_data.errors import SpecError
+from gdl_data.errors import SpecError, did_you_mean
 from gdl_data.ops import get_op
 from gdl_data.ops.registry import params_dict
 from pipelines.schedule import Schedule, parse_schedule
@@ -67,9 +66,7 @@ class PipelineSpec:
 
 
 def unknown_key_error(key: str, allowed: tuple[str, ...], where: str) -> SpecError:
-    hint = difflib.get_close_matches(key, allowed, n=1)
-    did_you_mean = f"did you mean '{hint[0]}'? " if hint else ""
-    return SpecError(f"{where}: unknown key '{key}'; {did_you_mean}allowed keys: {', '.join(allowed)}")
+    return SpecError(f"{where}: unknown key '{key}'; {did_you_mean(key, allowed)}allowed keys: {', '.join(allowed)}")
 
 
 def parse_spec(raw: Mapping[str, Any], *, base_dir: str = ".", where: str = "spec") -> PipelineSpec:
@@ -127,14 +124,18 @@ def resolve_path(path: str, base_dir: str) -> str:
     return os.path.normpath(os.path.join(base_dir, path))
 
 
-def load_spec(path: str) -> PipelineSpec:
-    """Read and validate a spec file; errors name the file."""
+def read_spec_file(path: str, what: str = "spec") -> Any:
+    """The YAML content of a spec file; a missing file or bad YAML is a SpecError naming it."""
     try:
         with open(path) as fh:
-            raw = yaml.safe_load(fh)
+            return yaml.safe_load(fh)
     except FileNotFoundError:
-        raise SpecError(f"{path}: no such spec file") from None
+        raise SpecError(f"{path}: no such {what} file") from None
     except yaml.YAMLError as exc:
         raise SpecError(f"{path}: not valid YAML: {exc}") from None
-    spec = parse_spec(raw, base_dir=os.path.dirname(os.path.abspath(path)), where=path)
+
+
+def load_spec(path: str) -> PipelineSpec:
+    """Read and validate a spec file; errors name the file."""
+    spec = parse_spec(read_spec_file(path), base_dir=os.path.dirname(os.path.abspath(path)), where=path)
     return replace(spec, spec_path=os.path.abspath(path))

@@ -44,12 +44,11 @@ import os
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any, Mapping
 
-import yaml
 
 from gdl_data.errors import SpecError
 from gdl_data.models import get_model
 from pipelines.schedule import Schedule, parse_schedule
-from pipelines.spec import resolve_path, unknown_key_error
+from pipelines.spec import read_spec_file, resolve_path, unknown_key_error
 from pipelines.train_tasks import TASKS as TASK_DEFINITIONS
 
 TASKS = tuple(TASK_DEFINITIONS)
@@ -204,12 +203,5 @@ def parse_train_spec(raw: Mapping[str, Any], *, base_dir: str = ".", where: str 
 
 def load_train_spec(path: str) -> TrainSpec:
     """Read and validate a training spec file; errors name the file."""
-    try:
-        with open(path) as fh:
-            raw = yaml.safe_load(fh)
-    except FileNotFoundError:
-        raise SpecError(f"{path}: no such training spec file") from None
-    except yaml.YAMLError as exc:
-        raise SpecError(f"{path}: not valid YAML: {exc}") from None
-    spec = parse_train_spec(raw, base_dir=os.path.dirname(os.path.abspath(path)), where=path)
+    spec = parse_train_spec(read_spec_file(path, "training spec"), base_dir=os.path.dirname(os.path.abspath(path)), where=path)
     return replace(spec, spec_path=os.path.abspath(path))

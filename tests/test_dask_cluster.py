@@ -1,30 +1,23 @@
 """Issue 6: a real Dask scheduler and two worker processes on loopback, driven by
 `gdl preprocess --dask-address`, give the same dataset as the default temporary LocalCluster."""
 import os
-import socket
 import subprocess
 import sys
-import time
 
 import numpy as np
 import pytest
 import yaml
 
 from gdl_data import open_dataset
+from servers import free_port, stop, wait_until
 
 pytestmark = pytest.mark.slow
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
-def _free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture
 def dask_processes():
-    port = _free_port()
+    port = free_port()
     address = f"tcp://127.0.0.1:{port}"
     env = {**os.environ, "OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1"}
     procs = [subprocess.Popen([sys.executable, "-m", "distributed.cli.dask_scheduler", "--host", "127.0.0.1",
@@ -36,22 +29,15 @@ def dask_processes():
                                       env=env, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
     try:
         from distributed import Client
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                with Client(address, timeout=5) as client:
-                    client.wait_for_workers(2, timeout=30)
-                    break
-            except OSError:
-                if time.monotonic() > deadline:
-                    raise
-                time.sleep(0.5)
+
+        def two_workers():
+            with Client(address, timeout=5) as client:
+                client.wait_for_workers(2, timeout=30)
+        wait_until(two_workers, 60, "Dask scheduler and workers")
         yield address
     finally:
         for p in reversed(procs):
-            p.terminate()
-        for p in procs:
-            p.wait(20)
+            stop(p)
 
 
 def _content(uri):

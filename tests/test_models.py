@@ -150,7 +150,7 @@ def test_schnet_is_invariant_to_atom_order_and_ignores_atoms_beyond_the_cutoff()
 
 
 def test_the_registry_explains_what_to_write_instead():
-    with pytest.raises(SpecError, match="Did you mean 'schnet'"):
+    with pytest.raises(SpecError, match="did you mean 'schnet'"):
         get_model("shnet")
     with pytest.raises(SpecError, match="did you mean 'hidden'"):
         build_model("gcn", 1, 2, node_level=True, hiden=8)

@@ -5,7 +5,6 @@ not the readers (tests/test_readers_*.py read real files).
 """
 import json
 import os
-import shutil
 
 import numpy as np
 import pytest

@@ -3,7 +3,6 @@ registers the deployments with their schedules; a run triggered through the API 
 the training spec chained after it runs too and leaves its checkpoint in storage."""
 import json
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -12,50 +11,26 @@ import urllib.request
 import pytest
 import yaml
 
+from servers import free_port, stop, wait_until
+
 pytestmark = pytest.mark.slow
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
-def _free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _wait_http(url, seconds):
-    deadline = time.monotonic() + seconds
-    while True:
-        try:
-            with urllib.request.urlopen(url, timeout=2) as r:
-                return r.read()
-        except OSError:
-            if time.monotonic() > deadline:
-                raise
-            time.sleep(0.5)
-
-
-def _stop(proc):
-    proc.terminate()
-    try:
-        proc.wait(20)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait()
-
-
 @pytest.fixture
 def prefect_server(tmp_path):
-    port = _free_port()
+    port = free_port()
     env = {**os.environ, "PREFECT_HOME": str(tmp_path / "prefect-home"),
            "PREFECT_SERVER_ANALYTICS_ENABLED": "false", "PREFECT_API_URL": f"http://127.0.0.1:{port}/api"}
     log = open(tmp_path / "server.log", "w")
     proc = subprocess.Popen([sys.executable, "-m", "prefect", "server", "start", "--host", "127.0.0.1",
                              "--port", str(port)], env=env, stdout=log, stderr=subprocess.STDOUT)
     try:
-        _wait_http(f"http://127.0.0.1:{port}/api/health", 120)
+        wait_until(lambda: urllib.request.urlopen(f"http://127.0.0.1:{port}/api/health", timeout=2).read(),
+                   120, "Prefect server")
         yield env
     finally:
-        _stop(proc)
+        stop(proc)
         log.close()
 
 
@@ -116,5 +91,5 @@ def test_serve_registers_schedules_and_runs_preprocess_then_chained_training(tmp
         checkpoints = [os.path.join(d, f) for d, _, fs in os.walk(tmp_path / "runs") for f in fs if f.endswith(".pt")]
         assert checkpoints, "the chained training run wrote no checkpoint"
     finally:
-        _stop(serve)
+        stop(serve)
         log.close()

@@ -4,7 +4,6 @@ import os
 import socket
 import subprocess
 import sys
-import time
 
 import numpy as np
 import pytest
@@ -13,19 +12,14 @@ import trimesh
 from gdl_data import open_dataset
 from pipelines.execute import run_pipeline
 from pipelines.spec import parse_spec
+from servers import free_port, stop, wait_until
 
 pytestmark = pytest.mark.slow
 
 
-def _free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def s3_server():
-    port = _free_port()
+    port = free_port()
     proc = subprocess.Popen([sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     endpoint = f"http://127.0.0.1:{port}"
@@ -34,19 +28,10 @@ def s3_server():
     old = {k: os.environ.get(k) for k in env}
     os.environ.update(env)  # Dask workers started later inherit these
     try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
-                break
-            except OSError:
-                if time.monotonic() > deadline:
-                    raise
-                time.sleep(0.2)
+        wait_until(lambda: socket.create_connection(("127.0.0.1", port), timeout=0.5).close(), 30, "moto server")
         yield endpoint
     finally:
-        proc.terminate()
-        proc.wait(10)
+        stop(proc)
         for k, v in old.items():
             if v is None:
                 os.environ.pop(k, None)

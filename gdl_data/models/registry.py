@@ -7,14 +7,13 @@ listed in `requires`. It returns (N, out) node rows when `readout` is None, else
 """
 from __future__ import annotations
 
-import difflib
 import inspect
 from dataclasses import dataclass
 from typing import Any, Callable
 
 from torch import nn
 
-from gdl_data.errors import SpecError
+from gdl_data.errors import SpecError, did_you_mean, unknown_name
 
 
 @dataclass(frozen=True)
@@ -50,9 +49,7 @@ def register_model(name: str, *, domain: str, requires: tuple[str, ...], default
 def get_model(name: str) -> ModelInfo:
     _load_builtin_models()
     if name not in _MODELS:
-        hint = difflib.get_close_matches(name, list(_MODELS), n=1)
-        did_you_mean = f" Did you mean '{hint[0]}'?" if hint else ""
-        raise SpecError(f"unknown model '{name}'.{did_you_mean} Known models: {', '.join(sorted(_MODELS))}")
+        raise unknown_name("model", name, _MODELS)
     return _MODELS[name]
 
 
@@ -71,9 +68,7 @@ def build_model(name: str, in_channels: int, out_channels: int, *, node_level: b
     known = info.hyper_parameters()
     for key in hyper:
         if key not in known:
-            hint = difflib.get_close_matches(key, list(known), n=1)
-            did_you_mean = f"did you mean '{hint[0]}'? " if hint else ""
-            raise SpecError(f"model '{name}' has no hyper-parameter '{key}'; {did_you_mean}"
+            raise SpecError(f"model '{name}' has no hyper-parameter '{key}'; {did_you_mean(key, known)}"
                             f"its hyper-parameters are: {', '.join(known)}")
     readout = None if node_level else info.default_readout
     try:

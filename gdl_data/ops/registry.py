@@ -18,13 +18,12 @@ change, so cached results computed by older code are recomputed (shared/DESIGN.m
 from __future__ import annotations
 
 import dataclasses
-import difflib
 from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping
 
 import numpy as np
 
-from gdl_data.errors import OpError, SpecError
+from gdl_data.errors import OpError, SpecError, did_you_mean, unknown_name
 
 Impl = Callable[[Mapping[str, Any], Any], dict[str, np.ndarray]]
 
@@ -56,9 +55,7 @@ class Op:
         names = [f.name for f in dataclasses.fields(self.params_type)]
         for key in raw:
             if key not in names:
-                hint = difflib.get_close_matches(key, names, n=1)
-                did_you_mean = f"did you mean '{hint[0]}'? " if hint else ""
-                raise SpecError(f"op '{self.name}' has no parameter '{key}'; {did_you_mean}"
+                raise SpecError(f"op '{self.name}' has no parameter '{key}'; {did_you_mean(key, names)}"
                                 f"its parameters are: {', '.join(names) or '(none)'}")
         try:
             params = self.params_type(**raw)
@@ -98,9 +95,7 @@ def register_op(name: str, params_type: type, *, version: str, outputs: tuple[st
 def get_op(name: str) -> Op:
     _load_builtin_ops()
     if name not in _REGISTRY:
-        hint = difflib.get_close_matches(name, list(_REGISTRY), n=1)
-        did_you_mean = f" Did you mean '{hint[0]}'?" if hint else ""
-        raise SpecError(f"unknown op '{name}'.{did_you_mean} Known ops: {', '.join(sorted(_REGISTRY))}")
+        raise unknown_name("op", name, _REGISTRY)
     return _REGISTRY[name]
 
 
