@@ -1,11 +1,14 @@
 """The training flow: a training spec run as one Prefect task, logs and artifacts in Prefect.
 
 The loop itself is `pipelines.training.train` (plain function, callable without a server).
+The run's metrics table and its loss/metric plot are attached to the flow run as an artifact.
 """
 from __future__ import annotations
 
+import base64
 from typing import Any
 
+import fsspec
 from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_markdown_artifact
 from prefect.cache_policies import NO_CACHE
@@ -18,15 +21,29 @@ from pipelines.training import train
 def train_task(spec_path: str, device: str | None) -> dict[str, Any]:
     logger = get_run_logger()
     spec = load_train_spec(spec_path)
-    return train(spec, device=device, progress=logger.info)
+    return train(spec, device=device, progress=lambda row: logger.info(
+        "epoch %s/%s: %s", row.get("epoch"), row.get("epochs"),
+        ", ".join(f"{k}={v:.4g}" for k, v in row.items() if isinstance(v, float))))
+
+
+def _plot_markdown(run_folder: str) -> str:
+    """The run's metrics.png inline (a data URI), or a note where it should have been."""
+    try:
+        with fsspec.open(f"{run_folder.rstrip('/')}/metrics.png", "rb") as fh:
+            data = base64.b64encode(fh.read()).decode()
+    except FileNotFoundError:
+        return "(no metrics.png was written)"
+    return f"![training curves](data:image/png;base64,{data})"
 
 
 @flow(name="gdl-train")
 def train_flow(spec_path: str, device: str | None = None) -> dict[str, Any]:
     """Train the spec's model on its dataset; resumes from the run's last checkpoint."""
     result = train_task(spec_path, device)
-    lines = "\n".join(f"- {k}: {v}" for k, v in result.items() if not isinstance(v, (dict, list)))
-    create_markdown_artifact(f"# gdl train\n\n{lines}\n", key="gdl-train-" + "".join(
-        c if c.isalnum() else "-" for c in str(result.get("name", "run")).lower()),
-        description="training result vs trivial baseline")
+    lines = "\n".join(f"| {k} | {v} |" for k, v in result.items() if not isinstance(v, (dict, list)))
+    create_markdown_artifact(
+        f"# gdl train: {result.get('name')}\n\n| key | value |\n|---|---|\n{lines}\n\n"
+        f"{_plot_markdown(result['run'])}\n",
+        key="gdl-train-" + "".join(c if c.isalnum() else "-" for c in str(result.get("name", "run")).lower()),
+        description="held-out metric vs the trivial baseline, and the training curves")
     return result
