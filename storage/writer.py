@@ -35,12 +35,27 @@ FILES_SCHEMA = pa.schema([
     ("shard", pa.string()), ("file", pa.string()), ("file_key", pa.string()), ("size", pa.int64()), ("mtime_ns", pa.int64()),
     ("samples", pa.int64()), ("errors", pa.string()),
 ])
-# Row groups of 64 samples: small enough for a shuffle buffer and worker split, big enough that
-# per-group overhead vanishes (see bench/RESULTS.md).
+# Row groups of 64 samples and at most ~64 MiB. The loader reads, splits and shuffles by row
+# group: one group read costs ~1.7 ms besides its bytes (a memory map's page faults), so a group
+# should carry ~64 MB to make that small per sample, and a decoded group is what a worker holds,
+# so big samples (a 160k-vertex mesh with its eigenbasis is ~80 MB) get fewer rows per group.
+# Measured in bench/RESULTS.md, "Loader".
 ROW_GROUP_SIZE = 64
+ROW_GROUP_BYTES = 64 << 20
 
 
-def table_to_parquet_bytes(table: pa.Table, row_group_size: int = ROW_GROUP_SIZE) -> bytes:
+def rows_per_group(table: pa.Table, max_rows: int = ROW_GROUP_SIZE,
+                   max_bytes: int = ROW_GROUP_BYTES) -> int:
+    """Rows per row group for this table: max_rows, fewer when its rows average over
+    max_bytes / max_rows bytes; at least one."""
+    if table.num_rows == 0:
+        return max_rows
+    return max(1, min(max_rows, max_bytes * table.num_rows // max(table.nbytes, 1)))
+
+
+def table_to_parquet_bytes(table: pa.Table, row_group_size: int | None = None) -> bytes:
+    """Parquet bytes of a table; `row_group_size` None: rows_per_group(table)."""
+    row_group_size = row_group_size or rows_per_group(table)
     sink = io.BytesIO()
     # Float arrays compress poorly and decompression costs read time; binary arrays are stored plain.
     pq.write_table(table, sink, row_group_size=row_group_size, compression="none",
@@ -55,7 +70,7 @@ def shard_done(uri: str, name: str) -> bool:
 
 
 def write_shard(uri: str, rows: Sequence[Mapping[str, Any]], infos: Mapping[str, ColumnInfo] | None = None,
-                row_group_size: int = ROW_GROUP_SIZE, *, name: str | None = None,
+                row_group_size: int | None = None, *, name: str | None = None,
                 files: Sequence[Mapping[str, Any]] | None = None) -> dict[str, Any]:
     """Write one shard: its samples (`rows`, in file order) and its per-file sidecar.
 
@@ -77,7 +92,10 @@ def write_shard(uri: str, rows: Sequence[Mapping[str, Any]], infos: Mapping[str,
     if rows:
         infos = dict(infos) if infos is not None else infer_infos(rows)
         data = table_to_parquet_bytes(rows_to_table(rows, infos), row_group_size)
+        # sha256 of the bytes: names hash the inputs, this says what is in the file (the
+        # loader's decoded cache is keyed by it)
         entry.update(path=f"shards/{name}.parquet", bytes=len(data),
+                     sha256=hashlib.sha256(data).hexdigest(),
                      columns={k: v.to_json() for k, v in infos.items()},
                      stats={k: column_stats(r.get(k) for r in rows) for k in infos})
         write_bytes_atomic(fs, join(root, entry["path"]), data)
@@ -140,7 +158,8 @@ def commit_version(uri: str, shards: Sequence[Mapping[str, Any]], errors: Sequen
         "sample_count": sum(s["rows"] for s in shards),
         "error_count": len(errors),
         "columns": {name: {**info, "stats": stats.get(name)} for name, info in columns.items()},
-        "shards": [{k: s[k] for k in ("name", "path", "rows", "bytes", "files", "first_file")} for s in shards],
+        "shards": [{k: s[k] for k in ("name", "path", "rows", "bytes", "files", "first_file", "sha256")
+                    if k in s} for s in shards],
         "errors": _write_errors(uri, f"{version:06d}", list(errors)),
         **dict(extra or {}),
     }

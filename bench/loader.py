@@ -1,0 +1,184 @@
+"""Loader throughput: gdl-data's loader vs the per-sample caches users have today.
+
+    python -m bench.loader [--samples 500] [--vertices 3000] [--k 64] [--reps 3] [--no-rss]
+                           [--workers 0,2] [--device cpu|cuda]
+
+Same run, same samples (bench/loader_formats.py writes them once into --workdir), page cache
+warm (every file is read once before timing). Each (method, num_workers) runs in a fresh
+process, so "first epoch" includes what a new training process pays (worker start, allocator
+warm-up); "steady" is the median of the later epochs over all repetitions. Methods:
+
+* stream: GeometryStream(shuffle=True) straight from the Parquet shards;
+* cached: the same with cache_dir: the first epoch reads Parquet and writes the decoded cache
+  (emptied before each process), later epochs memory-map it;
+* map: GeometryDataset with a shuffling sampler (decoded row groups kept in memory);
+* (a) npz, (b) pt: one file per sample; (c) ipc: memory-mapped Arrow IPC, zero copies.
+
+num_workers=0 yields single samples (batch_size=None); num_workers=2 yields batches of 16 built
+by collate_graphs in the workers (the same collate for every method). The consumer touches one
+element per 4 KiB page of every tensor, so lazily mapped memory is paid for, as a host-to-device
+copy would. With --device cuda every method yields batches of 16 (collated in the main process
+when num_workers=0) from pinned memory, and the consumer is `prefetch(loader, "cuda")`: the
+figure is then samples/s delivered to the GPU. Peak RSS of a streaming epoch is measured at 1x
+and 4x the dataset size.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import torch
+from torch.utils.data import DataLoader
+
+from bench.loader_formats import ARRAYS, MappedIpc, NpzFiles, PtFiles, write_formats
+from gdl_data.loader import GeometryDataset, GeometryStream, collate_graphs, prefetch
+
+METHODS = ("stream", "cached", "map", "npz", "pt", "ipc")
+LABELS = {"stream": "GeometryStream (Parquet)", "cached": "GeometryStream + decoded cache",
+          "map": "GeometryDataset (Parquet)",
+          "npz": "(a) .npz per sample", "pt": "(b) .pt per sample", "ipc": "(c) Arrow IPC mmap"}
+BATCH = 16
+
+
+def make_dataset(method: str, root: Path):
+    columns = list(ARRAYS)
+    if method in ("stream", "cached"):
+        cache = None
+        if method == "cached":
+            cache = root / "decoded"
+            shutil.rmtree(cache, ignore_errors=True)   # the first epoch starts from Parquet
+        return GeometryStream(str(root / "parquet"), columns=columns, shuffle=True, seed=0,
+                              cache_dir=cache)
+    if method == "map":
+        return GeometryDataset(str(root / "parquet"), columns=columns)
+    return {"npz": NpzFiles, "pt": PtFiles, "ipc": MappedIpc}[method](root / method)
+
+
+def touch(item) -> tuple[int, int]:
+    """(samples, array bytes) of a sample or batch, reading one element per 4 KiB page."""
+    payload = 0
+    for name in ARRAYS:
+        t = item[name]
+        payload += t.nbytes
+        flat = t.reshape(-1)
+        flat[:: max(1, 4096 // t.element_size())].sum()
+    return (len(item["ptr"]) - 1 if "ptr" in item else 1), payload
+
+
+def run_epochs(method: str, workers: int, root: Path, epochs: int, device: str = "cpu") -> dict:
+    dataset = make_dataset(method, root)
+    shuffle = not isinstance(dataset, GeometryStream)   # map-style: a shuffling sampler
+    cuda = device.startswith("cuda")
+    batch = BATCH if (workers or cuda) else None
+    loader = DataLoader(dataset, batch_size=batch, shuffle=shuffle, num_workers=workers,
+                        collate_fn=collate_graphs if batch else None, pin_memory=cuda,
+                        persistent_workers=workers > 0)
+    seconds, samples, payload = [], 0, 0
+    for epoch in range(epochs):
+        if isinstance(dataset, GeometryStream):
+            dataset.set_epoch(epoch)
+        start, samples, payload = time.perf_counter(), 0, 0
+        for item in (prefetch(loader, device) if cuda else loader):
+            n, b = (len(item["ptr"]) - 1, sum(item[k].nbytes for k in ARRAYS)) if cuda else touch(item)
+            samples, payload = samples + n, payload + b
+        if cuda:
+            torch.cuda.synchronize()
+        seconds.append(time.perf_counter() - start)
+    return {"seconds": seconds, "samples": samples, "bytes": payload}
+
+
+def high_water_mib() -> float:
+    """This process's peak RSS. Not ru_maxrss: Linux carries that across exec from the parent."""
+    with open("/proc/self/status") as fh:
+        kib = next(line.split()[1] for line in fh if line.startswith("VmHWM:"))
+    return int(kib) / 1024
+
+
+def peak_rss(uri: str) -> dict:
+    """Peak RSS (MiB) of one shuffled streaming epoch in a new process, before it, and its speed."""
+    stream = GeometryStream(uri, columns=list(ARRAYS), shuffle=True)
+    before, start = high_water_mib(), time.perf_counter()
+    samples = sum(touch(s)[0] for s in stream)
+    return {"samples": samples, "before_mib": before, "peak_mib": high_water_mib(),
+            "per_s": samples / (time.perf_counter() - start)}
+
+
+def in_child(task: dict) -> dict:
+    out = subprocess.run([sys.executable, "-m", "bench.loader", "--child", json.dumps(task)],
+                         check=True, capture_output=True, text=True)
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def warm_page_cache(root: Path) -> None:
+    for path in root.rglob("*"):
+        if path.is_file():
+            with open(path, "rb") as fh:
+                while fh.read(1 << 24):
+                    pass
+
+
+def main(argv=None) -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--samples", type=int, default=500)
+    p.add_argument("--vertices", type=int, default=3000)
+    p.add_argument("--k", type=int, default=64)
+    p.add_argument("--epochs", type=int, default=5, help="per process: 1 first + the rest steady")
+    p.add_argument("--reps", type=int, default=3, help="fresh processes per (method, workers)")
+    p.add_argument("--workdir", default=".gdl-work/bench-loader")
+    p.add_argument("--no-rss", action="store_true", help="skip the 4x dataset and the RSS runs")
+    p.add_argument("--workers", default="0,2", help="num_workers values, comma-separated")
+    p.add_argument("--device", default="cpu", help="cpu: touch pages; cuda: deliver to the GPU")
+    p.add_argument("--child", help=argparse.SUPPRESS)
+    args = p.parse_args(argv)
+    if args.child:
+        task = json.loads(args.child)
+        result = peak_rss(task["uri"]) if "uri" in task else \
+            run_epochs(task["method"], task["workers"], Path(task["root"]), task["epochs"],
+                       task.get("device", "cpu"))
+        print(json.dumps(result))
+        return
+    root = Path(args.workdir).resolve()
+    t0 = time.perf_counter()
+    write_formats(root, args.samples, args.vertices, args.k, copies=1 if args.no_rss else 4)
+    print(f"data ready in {time.perf_counter() - t0:.0f} s under {root}", flush=True)
+    warm_page_cache(root)
+    runs: dict[tuple[str, int], list[dict]] = {}
+    for _ in range(args.reps):   # interleaved, so load from other processes hits all alike
+        for workers in [int(w) for w in args.workers.split(",")]:
+            for method in METHODS:
+                task = {"method": method, "workers": workers, "root": str(root),
+                        "epochs": args.epochs, "device": args.device}
+                runs.setdefault((method, workers), []).append(in_child(task))
+    report(runs)
+    if not args.no_rss:
+        for name, label in (("parquet", "1x"), ("parquet_x4", "4x")):
+            r = in_child({"uri": str(root / name)})
+            print(f"streaming, {label} dataset ({r['samples']} samples), one epoch in a new process: "
+                  f"peak RSS {r['peak_mib']:.0f} MiB (before the epoch {r['before_mib']:.0f} MiB), "
+                  f"{r['per_s']:.0f} samples/s")
+    print(f"total {time.perf_counter() - t0:.0f} s; torch {torch.__version__}; device {args.device}")
+
+
+def report(runs: dict[tuple[str, int], list[dict]]) -> None:
+    rows = {}
+    for (method, workers), results in runs.items():
+        n, nbytes = results[0]["samples"], results[0]["bytes"]
+        first = statistics.median(n / r["seconds"][0] for r in results)
+        steady = statistics.median(n / s for r in results for s in r["seconds"][1:])
+        rows[method, workers] = (first, steady, steady * nbytes / n / 1e6)
+    print(f"\n{'method':28s} {'workers':>7s} {'first/s':>9s} {'steady/s':>9s} {'MB/s':>7s} "
+          f"{'first÷(b)':>9s} {'steady÷(b)':>10s}")
+    for (method, workers), (first, steady, mbs) in rows.items():
+        ref_first, ref_steady, _ = rows["pt", workers]
+        print(f"{LABELS[method]:28s} {workers:7d} {first:9.0f} {steady:9.0f} {mbs:7.0f} "
+              f"{first / ref_first:9.2f} {steady / ref_steady:10.2f}")
+
+
+if __name__ == "__main__":
+    main()

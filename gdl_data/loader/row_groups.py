@@ -1,0 +1,103 @@
+"""The unit of reading: one Parquet row group of one shard, decoded to per-sample tensors.
+
+Both datasets read through `RowGroupSource`. It pins the dataset version at construction, so
+DataLoader workers started later, or a commit made meanwhile, cannot mix two versions. A row
+group is read whole, in one pyarrow call: reading it a few rows at a time (iter_batches) measured
+slower (bench/RESULTS.md, "Loader"); the writer caps a group at about 64 MiB
+(storage.writer.ROW_GROUP_BYTES), so a decoded group stays small.
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from typing import Any, Sequence
+
+import numpy as np
+
+from gdl_data.loader.decoded_cache import DecodedCache, writable_view
+from gdl_data.loader.tensors import sample_tensors
+from storage import StoredDataset
+
+
+@dataclass(frozen=True)
+class RowGroup:
+    """Row group `group` of shard `shard`: samples `start .. start + rows - 1`."""
+
+    shard: int
+    group: int
+    start: int
+    rows: int
+
+
+def check_int(name: str, value: Any, low: int) -> int:
+    """An integer argument >= low, or a ValueError that says so."""
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < low:
+        raise ValueError(f"{name} must be an integer >= {low}; got {value!r}")
+    return int(value)
+
+
+def check_columns(store: StoredDataset, columns: Sequence[str] | None) -> list[str] | None:
+    """Validate a column projection early, saying which names exist."""
+    if columns is None:
+        return None
+    if isinstance(columns, str) or not all(isinstance(c, str) for c in columns):
+        raise TypeError(f"columns must be a list of column names, e.g. ['pos', 'faces']; "
+                        f"got {columns!r}")
+    unknown = [c for c in columns if c not in store.columns]
+    if unknown:
+        raise ValueError(f"{store.uri} (version {store.version}) has no column {unknown}; "
+                         f"choose from {sorted(store.columns)}")
+    return list(dict.fromkeys(columns))
+
+
+class RowGroupSource:
+    """A pinned version of a dataset, listed and read by row group.
+
+    Args:
+        uri: dataset folder or fsspec URI.
+        version: version to read; None: the current one at construction time.
+        columns: logical column names to read (None: all stored columns).
+        cache_dir: local folder for decoded row groups (decoded_cache.py); None: no cache.
+    """
+
+    def __init__(self, uri: str, version: int | None = None, columns: Sequence[str] | None = None,
+                 cache_dir: str | os.PathLike | None = None):
+        self.store = StoredDataset(uri, version)
+        self.columns = check_columns(self.store, columns)
+        self.groups = self._list_groups()
+        self.cache = None if cache_dir is None else DecodedCache(cache_dir, self.store, self.columns)
+
+    def _list_groups(self) -> list[RowGroup]:
+        groups, start = [], 0
+        for shard, entry in enumerate(self.store.manifest["shards"]):
+            if not entry["rows"]:
+                continue
+            rows = self.store.row_group_rows(shard)
+            if sum(rows) != entry["rows"]:
+                raise ValueError(f"{self.store.shard_path(shard)}: the manifest says {entry['rows']} "
+                                 f"rows, the Parquet footer {sum(rows)}; the shard was changed "
+                                 f"after commit, re-run the pipeline")
+            for group, n in enumerate(rows):
+                groups.append(RowGroup(shard, group, start, n))
+                start += n
+        return groups
+
+    def __len__(self) -> int:
+        return len(self.store)
+
+    def read(self, group: RowGroup, lo: int = 0, hi: int | None = None) -> list[dict[str, Any]]:
+        """Samples `lo .. hi-1` of a row group (positions inside the group) as tensor dicts."""
+        cached = self.cache.load(group.shard, group.group) if self.cache else None
+        if cached is None:
+            table, mapping = self.store.read_row_group(group.shard, group.group, self.columns), None
+            if self.cache:
+                self.cache.save(group.shard, group.group, table)
+        else:
+            table, mapping = cached
+        hi = group.rows if hi is None else hi
+        if (lo, hi) != (0, group.rows):
+            table = table.slice(lo, hi - lo)
+        rows = self.store.decode(table, self.columns)
+        if mapping is not None:
+            rows = [{k: writable_view(v, mapping) for k, v in row.items()} for row in rows]
+        return [sample_tensors(row) for row in rows]

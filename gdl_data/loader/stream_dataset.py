@@ -1,0 +1,120 @@
+"""`GeometryStream`: a dataset larger than RAM streamed by row group, for DataLoader workers and ranks.
+
+Memory is bounded by the shuffle window, not by the dataset: a worker decodes row groups until
+it holds at least `shuffle_buffer` samples, hands them out in a random order, drops each as it
+goes, and only then reads the next window. So at most shuffle_buffer + one row group - 1
+samples are decoded at a time. With `shuffle` the order is drawn from (seed, epoch) at two
+levels: row groups permuted across the dataset (partition.py), samples permuted within a
+window. A reservoir buffer was measured too: its samples keep their whole row group alive, so
+its memory wandered upwards with the dataset's length (bench/RESULTS.md, "Loader").
+"""
+from __future__ import annotations
+
+import os
+from typing import Any, Callable, Iterator, Sequence
+
+import numpy as np
+import torch
+import torch.distributed as dist
+from torch.utils.data import IterableDataset, get_worker_info
+
+from gdl_data.loader.partition import Slice, worker_slices
+from gdl_data.loader.row_groups import RowGroupSource, check_int
+
+
+def resolve_rank(rank: int | None, world_size: int | None) -> tuple[int, int]:
+    """(rank, world_size) from the arguments, else from torch.distributed, else (0, 1)."""
+    if (rank is None) != (world_size is None):
+        raise ValueError("give both rank and world_size, or neither (then they come from "
+                         "torch.distributed when it is initialised)")
+    if rank is None:
+        if dist.is_available() and dist.is_initialized():
+            return dist.get_rank(), dist.get_world_size()
+        return 0, 1
+    world_size = check_int("world_size", world_size, 1)
+    rank = check_int("rank", rank, 0)
+    if rank >= world_size:
+        raise ValueError(f"rank must be in [0, world_size={world_size}); got {rank}")
+    return rank, world_size
+
+
+class GeometryStream(IterableDataset):
+    """Stream a stored dataset as dicts of tensors, split across DataLoader workers and ranks.
+
+    Args:
+        uri: dataset folder or fsspec URI.
+        version: dataset version; None: the current one when the stream is created (pinned).
+        columns: column names to read (None: all); unread columns cost no I/O.
+        transform: optional `f(sample) -> sample`, applied in the worker after decoding.
+        shuffle: shuffle each epoch (default False: dataset order, one row group at a time).
+        seed: shuffle seed (default 0). The order is a function of (seed, epoch, world_size,
+            num_workers) only.
+        shuffle_buffer: samples shuffled together by each worker, i.e. held in memory; rounded
+            up to whole row groups (default 128: two row groups of 64).
+        rank, world_size: this process's share; None (default): from torch.distributed if it is
+            initialised when the stream is created, else the whole dataset.
+        pad_ranks: repeat one sample on ranks that get one fewer, so that all ranks yield the
+            same count (default False: no sample is ever repeated). See partition.py.
+        cache_dir: keep decoded row groups as memory-mapped Arrow files in this local folder
+            (decoded_cache.py): later epochs copy nothing. Default None: read Parquet each time.
+
+    Call `set_epoch(e)` before each epoch for a new order (as with DistributedSampler);
+    it reaches persistent workers too. Each sample's tensors are its own (decoded afresh every
+    epoch), so a transform may change them in place.
+    """
+
+    def __init__(self, uri: str, version: int | None = None, columns: Sequence[str] | None = None,
+                 transform: Callable[[dict[str, Any]], Any] | None = None, *, shuffle: bool = False,
+                 seed: int = 0, shuffle_buffer: int = 128,
+                 rank: int | None = None, world_size: int | None = None, pad_ranks: bool = False,
+                 cache_dir: str | os.PathLike | None = None):
+        if transform is not None and not callable(transform):
+            raise TypeError(f"transform must be a callable sample -> sample; got {transform!r}")
+        self.source = RowGroupSource(uri, version, columns, cache_dir)
+        self.transform = transform
+        self.shuffle = bool(shuffle)
+        self.seed = check_int("seed", seed, 0)
+        self.shuffle_buffer = check_int("shuffle_buffer", shuffle_buffer, 1)
+        self.rank, self.world_size = resolve_rank(rank, world_size)
+        self.pad_ranks = bool(pad_ranks)
+        # Shared memory, so that set_epoch in the main process reaches persistent workers.
+        self._epoch = torch.zeros((), dtype=torch.int64).share_memory_()
+
+    @property
+    def epoch(self) -> int:
+        return int(self._epoch)
+
+    def set_epoch(self, epoch: int) -> None:
+        self._epoch.fill_(check_int("epoch", epoch, 0))
+
+    def slices(self, worker: int = 0, num_workers: int = 1) -> list[Slice]:
+        """The row-group slices one worker of this rank reads this epoch, in reading order."""
+        return worker_slices(self.source.groups, shuffle=self.shuffle, seed=self.seed,
+                             epoch=self.epoch, rank=self.rank, world_size=self.world_size,
+                             worker=worker, num_workers=num_workers, pad_ranks=self.pad_ranks)
+
+    def __len__(self) -> int:
+        """Samples this rank yields per epoch (all its workers together)."""
+        return sum(s.rows for s in self.slices())
+
+    def __iter__(self) -> Iterator[Any]:
+        info = get_worker_info()
+        worker, num_workers = (info.id, info.num_workers) if info is not None else (0, 1)
+        slices = self.slices(worker, num_workers)
+        if self.shuffle:
+            rng = np.random.default_rng([self.seed, self.epoch, self.rank, worker])
+            samples = self._shuffled(slices, rng)
+        else:
+            samples = (x for s in slices for x in self.source.read(s.group, s.lo, s.hi))
+        for sample in samples:
+            yield sample if self.transform is None else self.transform(sample)
+
+    def _shuffled(self, slices: list[Slice], rng: np.random.Generator) -> Iterator[dict[str, Any]]:
+        window: list[dict[str, Any] | None] = []
+        for i, s in enumerate(slices):
+            window += self.source.read(s.group, s.lo, s.hi)
+            if len(window) >= self.shuffle_buffer or i == len(slices) - 1:
+                for slot in rng.permutation(len(window)):
+                    sample, window[slot] = window[slot], None   # the window lets go as it yields
+                    yield sample
+                window = []
