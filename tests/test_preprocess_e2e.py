@@ -129,3 +129,11 @@ def test_an_invalid_spec_is_refused_with_what_to_write(tmp_path, capsys):
                                     "ops": {"eigenbasis": {"kk": 3}}}))
     assert main(["preprocess", str(path)]) == 2
     assert "did you mean 'k'" in capsys.readouterr().err
+
+
+def test_show_renders_a_stored_sample_to_png(tmp_path, dask_client, raw):
+    _, ds = _preprocess(tmp_path, dask_client, "sphere", raw["sphere"], {"eigenbasis": {"k": 4}})
+    out = tmp_path / "eig.png"
+    assert main(["show", str(tmp_path / "sphere"), "1", "--column", "evecs:1", "--out", str(out)]) == 0
+    assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and out.stat().st_size > 10_000
+    assert main(["show", str(tmp_path / "sphere"), "--column", "geo_dist:0", "--out", str(out)]) == 2
