@@ -12,6 +12,7 @@ from typing import Any, Sequence
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.dataset as pads
 import pyarrow.parquet as pq
 
 from storage.arrays import SHAPE_SUFFIX, ColumnInfo, decode_column
@@ -127,6 +128,17 @@ class StoredDataset:
         for shard, entry in enumerate(self.manifest["shards"]):
             if entry["rows"]:
                 yield from self.decode(self.read_shard(shard))
+
+    def scan(self, columns: Sequence[str] | None = None, filter: Any = None) -> pa.Table:
+        """The whole version as one Arrow table (undecoded), with column projection and a row
+        filter pushed down to Parquet: row groups whose statistics rule the filter out are not
+        read. `filter` is a pyarrow expression on scalar or string columns, e.g.
+        `pyarrow.compute.field("nside") == 16`; decode rows with `.decode(table)`."""
+        paths = [self.shard_path(i) for i, s in enumerate(self.manifest["shards"]) if s["rows"]]
+        if not paths:
+            return pa.table({})
+        dataset = pads.dataset(paths, format="parquet", filesystem=self.fs)
+        return dataset.to_table(columns=self.parquet_columns(columns), filter=filter)
 
     @cached_property
     def errors(self) -> pa.Table:

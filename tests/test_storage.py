@@ -66,3 +66,22 @@ def test_versions_and_errors_table(tmp_path):
     assert errors[0]["source"] == "bad.ply" and errors[0]["error"] == "truncated"
     stats = StoredDataset(uri).manifest["columns"]["pos"]["stats"]
     assert stats["shape"] == [5, 3] and stats["nan_count"] == 0
+
+
+def test_scan_projects_columns_and_pushes_filters_down(tmp_path):
+    import pyarrow.compute as pc
+    rows = _rows(6)
+    for i, r in enumerate(rows):
+        r["nside"] = np.int64(2 if i < 3 else 8)
+    uri = str(tmp_path)
+    commit_version(uri, [write_shard(uri, rows[:3]), write_shard(uri, rows[3:])], [])
+    ds = StoredDataset(uri)
+    table = ds.scan(["sample_id", "evals"], filter=pc.field("nside") == 8)
+    assert table.column_names == ["sample_id", "evals", "evals__shape"]  # projected
+    decoded = ds.decode(table, ["sample_id", "evals"])
+    assert [r["sample_id"] for r in decoded] == ["id3", "id4", "id5"]
+    np.testing.assert_array_equal(decoded[0]["evals"], rows[3]["evals"])
+    # The first shard's row-group statistics (nside max 2) exclude it without decoding it.
+    group = pq.ParquetFile(tmp_path / ds.manifest["shards"][0]["path"]).metadata.row_group(0)
+    names = [group.column(j).path_in_schema for j in range(group.num_columns)]
+    assert group.column(names.index("nside")).statistics.max == 2
