@@ -22,13 +22,17 @@ $(VENV)/.installed: pyproject.toml
 	$(BIN)/pip install -q -e ".[test]" --config-settings editable_mode=compat
 	touch $@
 
-demo: $(VENV)/.installed
+# Prefect creates its home folder but not the folders above it.
+$(WORK)/prefect-home:
+	mkdir -p $@
+
+demo: $(VENV)/.installed $(WORK)/prefect-home
 	$(BIN)/gdl demo --workdir $(WORK)/demo
 
-test: $(VENV)/.installed
+test: $(VENV)/.installed $(WORK)/prefect-home
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
-bench: $(VENV)/.installed
+bench: $(VENV)/.installed $(WORK)/prefect-home
 	$(BIN)/python -m bench
 
 clean:
