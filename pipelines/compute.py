@@ -6,6 +6,7 @@ other samples of the file go on; nothing here raises for bad input.
 """
 from __future__ import annotations
 
+import functools
 import time
 import traceback
 from dataclasses import dataclass, field
@@ -72,6 +73,14 @@ def op_input(raw: Mapping[str, Any], outputs: Mapping[str, dict[str, Any]], step
     return sample
 
 
+@functools.lru_cache(maxsize=2)
+def _old_shard_rows(dataset: str, shard_path: str, ops: tuple[str, ...]) -> list[dict[str, Any]]:
+    """The reused ops' columns of an old shard, read once per worker process: the files of a
+    shard arrive one after another, and each would otherwise re-read the same row groups."""
+    columns = [c for op in ops for c in get_op(op).outputs]
+    return read_rows(dataset, shard_path, 0, 1 << 62, columns)
+
+
 def process_file(file: FileState, domain: str, steps: Sequence[OpStep], reuse: Reuse | None = None,
                  labels: LabelRule | None = None) -> FileResult:
     """Read every sample of one raw file and apply `steps`; never raises for bad input.
@@ -89,8 +98,10 @@ def process_file(file: FileState, domain: str, steps: Sequence[OpStep], reuse: R
         result.errors.append(error_row(file.file, "read", exc))
         return result
     result.seconds["read"] = time.perf_counter() - start
-    old = ({r["sample_id"]: r for r in read_rows(reuse.dataset, reuse.shard_path, reuse.row_start, reuse.rows)}
-           if reuse else {})
+    old = {}
+    if reuse:
+        rows = _old_shard_rows(reuse.dataset, reuse.shard_path, reuse.ops)
+        old = {r["sample_id"]: r for r in rows[reuse.row_start:reuse.row_start + reuse.rows]}
     for sample in samples:
         if isinstance(sample, GdlError):
             result.errors.append(error_row(sample.source, "read", sample))

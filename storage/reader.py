@@ -146,11 +146,26 @@ class StoredDataset:
             return pq.read_table(fh)
 
 
-def read_rows(uri: str, shard_path: str, start: int, count: int) -> list[dict[str, Any]]:
-    """Rows [start, start+count) of one shard file of a dataset, decoded (used to reuse outputs)."""
+def read_rows(uri: str, shard_path: str, start: int, count: int,
+              columns: Sequence[str] | None = None) -> list[dict[str, Any]]:
+    """Rows [start, start+count) of one shard file, decoded, reading only the row groups that
+    hold them and only `columns` (None: all; `sample_id` is always included). Used to reuse an
+    old version's op outputs; the layout comes from the file's own field metadata."""
     fs, root = resolve(uri)
     with fs.open(join(root, shard_path), "rb") as fh:
-        table = pq.read_table(fh).slice(start, count)
+        pf = pq.ParquetFile(fh)
+        schema = pf.schema_arrow
+        wanted = None if columns is None else {"sample_id", *columns}
+        names = [f.name for f in schema if wanted is None or f.name in wanted
+                 or f.name.removesuffix(SHAPE_SUFFIX) in wanted]
+        groups, first, offset = [], None, 0
+        for g in range(pf.metadata.num_row_groups):
+            rows = pf.metadata.row_group(g).num_rows
+            if offset + rows > start and offset < start + count:
+                groups.append(g)
+                first = offset if first is None else first
+            offset += rows
+        table = pf.read_row_groups(groups, columns=names).slice(start - (first or 0), count)
     infos = {}
     for field in table.schema:
         meta = field.metadata or {}
