@@ -13,6 +13,7 @@ from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_markdown_artifact
 from prefect.cache_policies import NO_CACHE
 
+from pipelines.progress import ProgressReporter
 from pipelines.train_spec import load_train_spec
 from pipelines.training import train
 
@@ -21,9 +22,21 @@ from pipelines.training import train
 def train_task(spec_path: str, device: str | None) -> dict[str, Any]:
     logger = get_run_logger()
     spec = load_train_spec(spec_path)
-    return train(spec, device=device, progress=lambda row: logger.info(
-        "epoch %s/%s: %s", row.get("epoch"), row.get("epochs"),
-        ", ".join(f"{k}={v:.4g}" for k, v in row.items() if isinstance(v, float))))
+    bar: list[ProgressReporter] = []
+
+    def on_epoch(row: dict[str, Any]) -> None:
+        if not bar:  # created at the first epoch run, so a resumed run's ETA counts what is left
+            bar.append(ProgressReporter(row["epochs"] - row["epoch"] + 1, label=spec.name,
+                                        unit="epochs", log=logger.info, every=10.0))
+        logger.debug("epoch %s/%s: %s", row["epoch"], row["epochs"],
+                     ", ".join(f"{k}={v:.4g}" for k, v in row.items() if isinstance(v, float)))
+        bar[0].item_done()
+
+    try:
+        return train(spec, device=device, progress=on_epoch)
+    finally:
+        if bar:
+            bar[0].close()
 
 
 def _plot_markdown(run_folder: str) -> str:

@@ -20,7 +20,7 @@ class ProgressReporter:
         self.log = log or (lambda msg: print(msg, file=sys.stderr, flush=True))
         self.done = self.failed = 0
         self.start = time.monotonic()
-        self._last = 0.0
+        self._last = self.start  # the first line after `every` seconds, not at the first item
         self._lock = threading.Lock()
         self._bar = None
         if total and (sys.stderr.isatty() if tty is None else tty):
