@@ -161,6 +161,7 @@ def plan_run(spec: PipelineSpec, files: Sequence[str] | Sequence[FileState], *, 
     for i in np.flatnonzero(~known):
         keys[i] = hash_file(stats[i].file)
     old_recipes = manifest.get("recipes", {}) if manifest else {}
+    layout = {"row_group_size": spec.row_group_size}
     placed = np.zeros(len(stats), bool)
 
     if prev is not None:
@@ -170,7 +171,7 @@ def plan_run(spec: PipelineSpec, files: Sequence[str] | Sequence[FileState], *, 
         prev_keys = _np(prev["file_key"])
         failed_row = _np(prev["errors"]) != "[]"
         # Whole old shards: reused as is when every file is unchanged and still listed.
-        if old_recipes == recipes:
+        if old_recipes == recipes and manifest.get("layout") == layout:
             where = _np(pc.fill_null(pc.index_in(prev["file"], value_set=cur_files), -1))
             intact = (where >= 0) & (keys[np.where(where >= 0, where, 0)] == prev_keys)
             broken = np.bincount(shard_codes, weights=~intact, minlength=len(shard_names)) > 0
@@ -199,7 +200,8 @@ def plan_run(spec: PipelineSpec, files: Sequence[str] | Sequence[FileState], *, 
             reuse.append(Reuse(spec.output, entries[shard_names[shard_codes[r]]]["path"], int(offsets[r]),
                                int(samples[r]), keep_ops) if ok else None)
         states = [FileState(stats[i].file, stats[i].size, stats[i].mtime_ns, keys[i]) for i in chunk]
-        inputs = {"salt": FORMAT_SALT, "recipes": recipes, "files": [(st.file, st.file_key) for st in states]}
+        inputs = {"salt": FORMAT_SALT, "recipes": recipes, "layout": layout,
+                  "files": [(st.file, st.file_key) for st in states]}
         if retry_errors and any(idx[i] >= 0 and failed_row[idx[i]] for i in chunk):
             # A new name, so the retry is computed (not resumed) and older versions stay intact.
             inputs["retry_after_version"] = plan.previous_version

@@ -9,6 +9,7 @@
     shard_size: 32               # raw files per shard (one Prefect task, one Parquet file)
     dask_address: null           # an existing scheduler; default: a temporary LocalCluster
     keep_versions: 5             # older versions (and shards only they use) are deleted
+    row_group_size: 64           # samples per Parquet row group (fewer for samples over 1 MiB)
     labels: {from: folder}       # optional: labels from the sources (pipelines/labels.py)
     schedule: {cron: "0 3 * * *"}  # optional, or {interval_seconds: 3600}: used by `gdl serve`
 
@@ -29,7 +30,7 @@ from gdl_data.ops.registry import params_dict
 from pipelines.schedule import Schedule, parse_schedule
 
 SPEC_KEYS = ("name", "domain", "source", "output", "ops", "shard_size", "dask_address", "schedule",
-             "labels", "keep_versions")
+             "labels", "keep_versions", "row_group_size")
 
 
 @dataclass(frozen=True)
@@ -56,6 +57,7 @@ class PipelineSpec:
     ops: tuple[OpStep, ...] = ()
     shard_size: int = 32
     keep_versions: int = 5
+    row_group_size: int = 64
     dask_address: str | None = None
     schedule: Schedule | None = None
     labels: Mapping[str, Any] | None = None
@@ -96,13 +98,15 @@ def parse_spec(raw: Mapping[str, Any], *, base_dir: str = ".", where: str = "spe
         steps.append(OpStep(name, op.parse_params(params, domain)))
     shard_size = _positive_int(raw, "shard_size", 32, where, "raw files per shard")
     keep_versions = _positive_int(raw, "keep_versions", 5, where, "versions kept")
+    row_group_size = _positive_int(raw, "row_group_size", 64, where, "samples per Parquet row group")
     address = raw.get("dask_address")
     if address is not None and not isinstance(address, str):
         raise SpecError(f"{where}: dask_address must be a string like tcp://127.0.0.1:8786")
     return PipelineSpec(
         name=raw["name"], domain=domain,
         source=resolve_path(raw["source"], base_dir), output=resolve_path(raw["output"], base_dir),
-        ops=tuple(steps), shard_size=shard_size, keep_versions=keep_versions, dask_address=address,
+        ops=tuple(steps), shard_size=shard_size, keep_versions=keep_versions, row_group_size=row_group_size,
+        dask_address=address,
         schedule=parse_schedule(raw.get("schedule"), where), labels=raw.get("labels"),
     )
 

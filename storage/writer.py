@@ -54,8 +54,9 @@ def rows_per_group(table: pa.Table, max_rows: int = ROW_GROUP_SIZE,
 
 
 def table_to_parquet_bytes(table: pa.Table, row_group_size: int | None = None) -> bytes:
-    """Parquet bytes of a table; `row_group_size` None: rows_per_group(table)."""
-    row_group_size = row_group_size or rows_per_group(table)
+    """Parquet bytes of a table in row groups of at most `row_group_size` rows (None: 64), fewer
+    when the rows are large (rows_per_group)."""
+    row_group_size = rows_per_group(table, max_rows=row_group_size or ROW_GROUP_SIZE)
     sink = io.BytesIO()
     # Float arrays compress poorly and decompression costs read time; binary arrays are stored plain.
     pq.write_table(table, sink, row_group_size=row_group_size, compression="none",

@@ -147,3 +147,16 @@ def test_a_stale_lock_is_recovered(tmp_path, raw, dask_client):
     assert lock.recovered["pid"] == dead["pid"]
     lock.release()
     assert run_pipeline(spec, dask_client, progress=False)["sample_count"] == 6
+
+
+def test_row_group_size_is_configurable_and_a_change_copies_instead_of_computing(tmp_path, raw, dask_client):
+    import pyarrow.parquet as pq
+    spec = _spec(tmp_path, raw)
+    run_pipeline(spec, dask_client, progress=False)
+    before = _content(spec.output)
+    manifest = run_pipeline(_spec(tmp_path, raw, row_group_size=1), dask_client, progress=False)
+    assert manifest["run"]["op_samples_computed"] == {} and manifest["run"]["shards_reused"] == 0
+    assert manifest["run"]["op_samples_reused"] == {"eigenbasis": 6, "frames": 6, "neighborhoods": 6}
+    shard = pq.ParquetFile(tmp_path / "ds" / manifest["shards"][0]["path"])
+    assert shard.metadata.num_row_groups == shard.metadata.num_rows == 2
+    assert _content(spec.output) == before  # same samples, same bytes, new layout
