@@ -41,16 +41,16 @@ def _finished_shards(out):
     return len([f for f in os.listdir(folder) if f.endswith(".files.parquet")]) if folder.exists() else 0
 
 
-def _kill_when(spec, env, out, shards_done, baseline):
-    """Start a run in its own process group and SIGKILL the whole group once `shards_done`
-    new shards are finished (0: as soon as the run has started computing)."""
+def _kill_when(spec, env, out, shards_on_disk):
+    """Start a run in its own process group and SIGKILL the whole group once `shards_on_disk`
+    shards are finished in the dataset folder (earlier versions' and killed runs' included)."""
     proc = subprocess.Popen(GDL + ["preprocess", str(spec)], env=env, stdout=subprocess.DEVNULL,
                             stderr=subprocess.DEVNULL, start_new_session=True,
                             cwd=os.path.dirname(os.path.dirname(__file__)))
     deadline = time.monotonic() + 240
     try:
         while time.monotonic() < deadline and proc.poll() is None:
-            if (out / "_lock.json").exists() and _finished_shards(out) >= baseline + shards_done:
+            if (out / "_lock.json").exists() and _finished_shards(out) >= shards_on_disk:
                 break
             time.sleep(0.05)
         assert proc.poll() is None, "the run finished before it could be killed"
@@ -62,7 +62,7 @@ def _kill_when(spec, env, out, shards_done, baseline):
 def test_killed_runs_keep_the_previous_version_and_resume_to_identical_bytes(tmp_path):
     raw = tmp_path / "raw"
     raw.mkdir()
-    for i in range(10):
+    for i in range(16):                                        # 8 shards of 2 files per version
         mesh = trimesh.creation.icosphere(subdivisions=2)
         mesh.vertices *= 1 + 0.1 * np.random.default_rng(i).random((len(mesh.vertices), 1))
         mesh.export(raw / f"m{i}.ply")
@@ -72,13 +72,16 @@ def test_killed_runs_keep_the_previous_version_and_resume_to_identical_bytes(tmp
     v1 = _content(out)
 
     spec = _write_spec(tmp_path, raw, out, k=5)                # version 2 will change every shard
-    for shards_done in (0, 1, 3):
-        _kill_when(spec, env, out, shards_done, baseline=_finished_shards(out))
+    v1_shards = _finished_shards(out)
+    # Kill as soon as the run holds the lock, then after 2 and 4 of version 2's 8 shards (a
+    # killed run's finished shards count: the next run resumes them and goes on).
+    for new_shards in (0, 2, 4):
+        _kill_when(spec, env, out, v1_shards + new_shards)
         assert open_dataset(str(out)).version == 1
         assert _content(out) == v1                              # the previous version, intact
     _run(spec, env)                                             # resumes: takes over the stale lock
     manifest = open_dataset(str(out)).manifest
-    assert manifest["version"] == 2 and manifest["run"]["shards_resumed"] >= 3
+    assert manifest["version"] == 2 and manifest["run"]["shards_resumed"] >= 4
 
     clean = tmp_path / "clean"
     _run(_write_spec(tmp_path, raw, clean, k=5), env)
