@@ -71,14 +71,19 @@ def unknown_key_error(key: str, allowed: tuple[str, ...], where: str) -> SpecErr
     return SpecError(f"{where}: unknown key '{key}'; {did_you_mean(key, allowed)}allowed keys: {', '.join(allowed)}")
 
 
-def parse_spec(raw: Mapping[str, Any], *, base_dir: str = ".", where: str = "spec") -> PipelineSpec:
-    """Validate a spec mapping. Every message says what to write instead."""
+def check_keys(raw: Any, allowed: tuple[str, ...], where: str) -> None:
+    """`raw` must be a mapping whose keys are all in `allowed`; else a SpecError saying so."""
     if not isinstance(raw, Mapping):
-        raise SpecError(f"{where}: expected a mapping of keys (name, domain, source, output, ops), "
+        raise SpecError(f"{where}: expected a mapping of keys ({', '.join(allowed[:6])}, ...), "
                         f"got {type(raw).__name__}")
     for key in raw:
-        if key not in SPEC_KEYS:
-            raise unknown_key_error(key, SPEC_KEYS, where)
+        if key not in allowed:
+            raise unknown_key_error(key, allowed, where)
+
+
+def parse_spec(raw: Mapping[str, Any], *, base_dir: str = ".", where: str = "spec") -> PipelineSpec:
+    """Validate a spec mapping. Every message says what to write instead."""
+    check_keys(raw, SPEC_KEYS, where)
     for key in ("name", "domain", "source", "output"):
         if not raw.get(key) or not isinstance(raw[key], str):
             raise SpecError(f"{where}: '{key}' is required and must be a string, "

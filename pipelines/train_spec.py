@@ -48,7 +48,7 @@ from typing import Any, Mapping
 from gdl_data.errors import SpecError
 from gdl_data.models import get_model
 from pipelines.schedule import Schedule, parse_schedule
-from pipelines.spec import read_spec_file, resolve_path, unknown_key_error
+from pipelines.spec import check_keys, read_spec_file, resolve_path
 from pipelines.train_tasks import TASKS as TASK_DEFINITIONS
 
 TASKS = tuple(TASK_DEFINITIONS)
@@ -126,9 +126,7 @@ def _parse_split(raw: Any, where: str) -> Split:
         return Split()
     if not isinstance(raw, Mapping):
         raise SpecError(f"{where}: split must be a mapping, e.g. split: {{seed: 0, test: 0.2, val: 0.1}}")
-    for key in raw:
-        if key not in SPLIT_KEYS:
-            raise unknown_key_error(key, SPLIT_KEYS, f"{where}: split")
+    check_keys(raw, SPLIT_KEYS, f"{where}: split")
     split = Split(seed=_number(where, "split.seed", raw.get("seed", 0), integer=True, low=0, example="0"),
                   test=_number(where, "split.test", raw.get("test", 0.2), integer=False, low=0, low_open=True,
                                high=1, example="0.2"),
@@ -145,9 +143,7 @@ def _parse_hyper(raw: Any, model: str, where: str) -> dict[str, Any]:
     if not isinstance(raw, Mapping):
         raise SpecError(f"{where}: hyper must be a mapping, e.g. hyper: {{lr: 0.001, batch_size: 16}}")
     allowed = tuple(OPTIMIZER_DEFAULTS) + tuple(get_model(model).hyper_parameters())
-    for key in raw:
-        if key not in allowed:
-            raise unknown_key_error(key, allowed, f"{where}: hyper (for model '{model}')")
+    check_keys(raw, allowed, f"{where}: hyper (for model '{model}')")
     hyper = dict(raw)
     if "lr" in hyper:
         _number(where, "hyper.lr", hyper["lr"], integer=False, low=0, low_open=True, example="0.001")
@@ -169,12 +165,7 @@ def _string(raw: Mapping[str, Any], key: str, where: str, example: str, required
 
 def parse_train_spec(raw: Mapping[str, Any], *, base_dir: str = ".", where: str = "training spec") -> TrainSpec:
     """Validate a training spec mapping. Every message says what to write instead."""
-    if not isinstance(raw, Mapping):
-        raise SpecError(f"{where}: expected a mapping of keys ({', '.join(TRAIN_KEYS[:7])}, ...), "
-                        f"got {type(raw).__name__}")
-    for key in raw:
-        if key not in TRAIN_KEYS:
-            raise unknown_key_error(key, TRAIN_KEYS, where)
+    check_keys(raw, TRAIN_KEYS, where)
     name = _string(raw, "name", where, "karate-factions")
     model = _string(raw, "model", where, "gcn")
     get_model(model)   # unknown names fail here, with a suggestion

@@ -25,7 +25,7 @@ batch reaches the main process without another copy (as torch's default_collate 
 """
 from __future__ import annotations
 
-from typing import Any, Mapping, Sequence
+from typing import Any, Iterator, Mapping, Sequence
 
 import torch
 from torch.utils.data import get_worker_info
@@ -75,6 +75,16 @@ def role(key: str, values: Sequence[Any], counts: Sequence[int]) -> str:
 def sample_label(samples: Sequence[Mapping[str, Any]], i: int) -> str:
     sid = samples[i].get("sample_id")
     return f"sample {i}" + (f" ({sid})" if isinstance(sid, str) else "")
+
+
+def dense_columns(samples: Sequence[Mapping[str, Any]], keys: Sequence[str], counts: Sequence[int],
+                  operators: Sequence[str]) -> Iterator[tuple[str, list[Any], str]]:
+    """(key, the samples' values, role) for every column that is not part of a sparse operator."""
+    for key in keys:
+        if any(key in (op + "_index", op + "_value") for op in operators):
+            continue
+        values = [s[key] for s in samples]
+        yield key, values, role(key, values, counts)
 
 
 def common_keys(samples: Sequence[Mapping[str, Any]]) -> list[str]:
@@ -136,11 +146,7 @@ def collate_graphs(samples: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
                            "ptr": ptr}
     total = int(ptr[-1])
     operators = sparse_operators(keys)
-    for key in keys:
-        if any(key in (op + "_index", op + "_value") for op in operators):
-            continue
-        values = [s[key] for s in samples]
-        kind = role(key, values, counts)
+    for key, values, kind in dense_columns(samples, keys, counts, operators):
         if kind == "node":
             for i, (v, n) in enumerate(zip(values, counts)):
                 if v.ndim == 0 or v.shape[0] != n:

@@ -20,7 +20,7 @@ from typing import Any, Mapping, Sequence
 
 import torch
 
-from gdl_data.loader.collate import (common_keys, num_nodes, operator_index, role, sample_label,
+from gdl_data.loader.collate import (common_keys, dense_columns, num_nodes, operator_index, sample_label,
                                      sparse_operators, stack)
 
 
@@ -58,11 +58,7 @@ def collate_padded(samples: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
     n_max = max(counts)
     out: dict[str, Any] = {"mask": lengths_mask(counts), "num_nodes": torch.as_tensor(counts)}
     operators = sparse_operators(keys)
-    for key in keys:
-        if any(key in (op + "_index", op + "_value") for op in operators):
-            continue
-        values = [s[key] for s in samples]
-        kind = role(key, values, counts)
+    for key, values, kind in dense_columns(samples, keys, counts, operators):
         if kind == "node":
             out[key] = pad(values, sizes={0: n_max})
         elif kind == "node_last":
