@@ -13,6 +13,7 @@ import sys
 import traceback
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_SAMPLES_FAILED = 0, 1, 2, 3
+EXIT_INTERRUPTED = 130          # the shell's convention for a run stopped by a signal
 
 
 def _prefect_defaults() -> None:
@@ -23,14 +24,33 @@ def _prefect_defaults() -> None:
 
 
 def cmd_preprocess(args) -> int:
-    from flows.preprocess import preprocess_flow
-    summary = preprocess_flow(args.spec, source=args.source, output=args.output,
-                              dask_address=args.dask_address, retry_errors=args.retry_errors,
-                              wait=args.wait)
+    overrides = {"source": args.source, "output": args.output, "dask_address": args.dask_address,
+                 "workers": args.workers, "worker_memory": args.worker_memory}
+    if args.prefect or os.environ.get("PREFECT_API_URL"):
+        from flows.preprocess import preprocess_flow
+        summary = preprocess_flow(args.spec, retry_errors=args.retry_errors, wait=args.wait,
+                                  **{k: overrides[k] for k in ("source", "output", "dask_address")})
+    else:
+        summary = _preprocess_here(args, overrides)
     print(_summary_line(summary))
     if summary["failed"] and args.fail_on_errors:
         return EXIT_SAMPLES_FAILED
     return EXIT_OK
+
+
+def _preprocess_here(args, overrides: dict) -> dict:
+    """The same plan/compute/commit as the flow, without a Prefect server: a temporary one costs
+    4-7 s and keeps nothing a user looks at afterwards (bench/RESULTS.md, "Scale")."""
+    import logging
+
+    from pipelines.execute import run_pipeline
+    from pipelines.spec import load_spec
+    from pipelines.summary import RunSummary
+    logging.basicConfig(format="%(asctime)s | %(message)s", datefmt="%H:%M:%S", level=logging.INFO)
+    spec = load_spec(args.spec).with_overrides(**overrides)
+    manifest = run_pipeline(spec, retry_errors=args.retry_errors, wait=args.wait,
+                            log=logging.getLogger("gdl").info)
+    return RunSummary.from_manifest(spec.output, manifest).to_dict()
 
 
 def cmd_train(args) -> int:
@@ -102,6 +122,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--source", help="override the spec's source (folder, glob or URI)")
     p.add_argument("--output", help="override the spec's output dataset URI")
     p.add_argument("--dask-address", help="existing Dask scheduler, e.g. tcp://127.0.0.1:8786")
+    p.add_argument("--workers", type=int, help="worker processes of the temporary cluster (default: one per core)")
+    p.add_argument("--worker-memory", help="memory budget per worker, e.g. 4GB (default: RAM / workers)")
+    p.add_argument("--prefect", action="store_true",
+                   help="run as a Prefect flow on a temporary server (automatic when PREFECT_API_URL is set)")
     p.add_argument("--fail-on-errors", action="store_true", help="exit 3 if any sample failed")
     p.add_argument("--retry-errors", action="store_true", help="recompute samples that failed before")
     p.add_argument("--wait", type=float, default=0.0, metavar="SECONDS",
@@ -158,8 +182,19 @@ def _flush_prefect_logs() -> None:
         pass
 
 
+def _stop_on_sigterm() -> None:
+    """SIGTERM (timeout, Slurm, Kubernetes) unwinds like Ctrl-C: the cluster and any temporary
+    server are closed, the lock released, finished shards kept for the next run to resume."""
+    import signal
+
+    def interrupt(signum, _frame):
+        raise KeyboardInterrupt(signal.Signals(signum).name)
+    signal.signal(signal.SIGTERM, interrupt)
+
+
 def main(argv: list[str] | None = None) -> int:
     _prefect_defaults()
+    _stop_on_sigterm()
     args = build_parser().parse_args(argv)
     _quiet_libraries()
     try:
@@ -176,9 +211,10 @@ def _run(args) -> int:
     except (GdlError, FileNotFoundError, DatasetLocked) as exc:
         print(f"gdl {args.command}: error: {exc}", file=sys.stderr)
         return EXIT_USAGE
-    except KeyboardInterrupt:
-        print(f"gdl {args.command}: interrupted", file=sys.stderr)
-        return EXIT_FAILED
+    except KeyboardInterrupt as exc:
+        print(f"gdl {args.command}: stopped by {exc or 'SIGINT'}; the last version is intact, and "
+              f"finished shards are kept for the next run to resume", file=sys.stderr)
+        return EXIT_INTERRUPTED
     except Exception as exc:  # the run itself failed: one line, traceback on request
         if args.debug:
             traceback.print_exc()

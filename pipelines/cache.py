@@ -1,16 +1,23 @@
 """Planning a run against the dataset's current version: compute only what changed.
 
-Identity of work (issue 4):
-* a raw file is known by `file_key`, the SHA-256 of its bytes (re-hashed only when its size or
-  mtime changed since the last run);
+The unit of work and of caching is the *item*: a whole raw file, or one record of a multi-record
+file (an SDF record, an XYZ frame; gdl_data/readers/__init__.py `register_records`).
+
+Identity of work:
+* a raw file is known by `file_key`, the SHA-256 of its bytes (re-hashed, and re-split into
+  records, only when its size or mtime changed since the last run);
+* an item is known by `key`: the file_key for a whole file, the hash of the record's own bytes
+  for a record (that is its sample id), so appending, editing or removing one record of a
+  100,000-record file changes one key;
 * an op's *recipe* is the hash of its name, code version, parameters, the reader recipe and the
   recipes of the ops it `depends_on`. A version's shards all share the version's recipes.
 
-Decisions, per raw file:
-* unchanged file, same recipes          -> its whole old shard is reused when all its files are;
-* unchanged file, some recipes changed  -> recompute just those ops, copy the others' columns;
-* new or edited file                    -> compute everything;
-* file gone                             -> not in the new version.
+Steps (plan_run): the current items -> whole old shards kept as they are -> the rest grouped
+into new shards, each item with what it can copy from an old shard:
+* an old shard whose every item is unchanged and still at the same place is kept whole;
+* an item whose key is known from an old shard copies the columns of the ops whose recipes did
+  not change (all of them, and the reader's, when nothing changed: a moved record is a copy);
+* a new or edited item is computed.
 New shards are named by the hash of their inputs, so a killed run's finished shards are found
 and reused by the next run (resume), giving the same bytes as an uninterrupted run.
 """
@@ -26,16 +33,21 @@ import fsspec
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.dataset as pads
+import pyarrow.parquet as pq
 
 from gdl_data.ops import get_op
 from gdl_data.ops.registry import params_dict
-from gdl_data.readers import READERS_VERSION
+from gdl_data.readers import READERS_VERSION, record_splitter
 from pipelines.spec import PipelineSpec
 from storage import load_manifest
 from storage.fs import join, resolve
 
-FORMAT_SALT = "gdl-shard/1"
+FORMAT_SALT = "gdl-shard/2"      # 2: items (records) as the unit of work
+SHARD_BYTES = 64 << 20           # at most this much raw input per shard, whatever shard_size says
+ITEM_COLUMNS = ("file", "file_key", "size", "mtime_ns", "record", "start", "stop", "key")
+ITEM_TYPES = (pa.string(), pa.string(), pa.int64(), pa.int64(), pa.int64(), pa.int64(), pa.int64(),
+              pa.string())
+WHOLE_FILE = -1                  # `record` of an item that is a whole file
 
 
 def _hash(obj: Any) -> str:
@@ -63,22 +75,44 @@ class FileState:
 
 
 @dataclass(frozen=True)
+class Item:
+    """One unit of work: a whole file (record = -1) or the record `record` at bytes [start, stop)."""
+
+    file: str
+    file_key: str
+    size: int
+    mtime_ns: int
+    record: int = WHOLE_FILE
+    start: int = 0
+    stop: int = 0
+    key: str = ""
+
+    @property
+    def source(self) -> str:
+        return self.file if self.record == WHOLE_FILE else f"{self.file}#{self.record}"
+
+
+@dataclass(frozen=True)
 class Reuse:
-    """Copy the columns of `ops` for a file's samples from an old shard instead of computing them."""
+    """Copy the columns of `ops` for an item's samples from an old shard instead of computing them.
+
+    `whole`: the reader's columns are copied too (the item's bytes and every recipe are
+    unchanged), so the item is not even read; only its `source` is written anew.
+    """
 
     dataset: str
     shard_path: str
     row_start: int
     rows: int
     ops: tuple[str, ...]
+    whole: bool = False
 
 
 @dataclass(frozen=True)
 class ShardPlan:
     name: str
-    files: tuple[FileState, ...]
+    items: tuple[Item, ...]
     reuse: tuple[Reuse | None, ...] = ()
-    done: bool = False          # finished by an earlier (possibly killed) run: nothing to compute
 
 
 @dataclass
@@ -88,11 +122,19 @@ class RunPlan:
     todo: list[ShardPlan] = field(default_factory=list)
     skipped: list[str] = field(default_factory=list)
     previous_version: int | None = None
-    reused_files: int = 0
+    file_count: int = 0
+    reused_items: int = 0
 
     @property
-    def file_count(self) -> int:
-        return self.reused_files + sum(len(s.files) for s in self.todo)
+    def todo_items(self) -> int:
+        return sum(len(s.items) for s in self.todo)
+
+    previous_shards: int = 0
+
+    @property
+    def changes_nothing(self) -> bool:
+        """True when the run would publish exactly the current version again."""
+        return self.previous_version is not None and not self.todo and len(self.kept) == self.previous_shards
 
 
 def stat_files(paths: Sequence[str]) -> list[FileState]:
@@ -106,111 +148,178 @@ def stat_files(paths: Sequence[str]) -> list[FileState]:
         return list(pool.map(one, paths))
 
 
-def hash_file(path: str) -> str:
-    h = hashlib.sha256()
-    with fsspec.open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()[:32]
+def file_items(state: FileState, domain: str) -> list[Item]:
+    """Hash a new or changed file; a multi-record file is also split into its records (one read)."""
+    split = record_splitter(state.file, domain)
+    with fsspec.open(state.file, "rb") as fh:
+        data = fh.read() if split else None
+        if data is None:
+            h = hashlib.sha256()
+            for block in iter(lambda: fh.read(1 << 20), b""):
+                h.update(block)
+            return [Item(state.file, h.hexdigest()[:32], state.size, state.mtime_ns, stop=state.size,
+                         key=h.hexdigest()[:32])]
+    file_key = hashlib.sha256(data).hexdigest()[:32]
+    base = (state.file, file_key, state.size, state.mtime_ns)
+    try:
+        spans = split(data)
+    except Exception:  # noqa: BLE001 - unsplittable bytes: read whole, the reader reports why
+        spans = []
+    if not spans:
+        return [Item(*base, stop=state.size, key=file_key)]
+    return [Item(*base, i, s, e, hashlib.sha256(data[s:e]).hexdigest()[:32]) for i, (s, e) in enumerate(spans)]
 
 
-def previous_files(uri: str) -> tuple[dict[str, Any] | None, pa.Table | None]:
-    """The current manifest (None for a new dataset) and one row per raw file of its shards
-    (shard, file, file_key, size, mtime_ns, samples, errors), read from the shard sidecars only."""
+def items_table(items: Sequence[Item]) -> pa.Table:
+    columns = {c: [getattr(it, c) for it in items] for c in ITEM_COLUMNS}
+    return pa.table({c: pa.array(columns[c], t) for c, t in zip(ITEM_COLUMNS, ITEM_TYPES)})
+
+
+def previous_items(uri: str) -> tuple[dict[str, Any] | None, pa.Table | None]:
+    """The current manifest (None for a new dataset) and one row per item of its shards
+    (shard, the item columns, samples, errors), read from the shard sidecars only."""
     try:
         manifest = load_manifest(uri)
     except FileNotFoundError:
         return None, None
     fs, root = resolve(uri)
-    paths = [join(root, f"shards/{s['name']}.files.parquet") for s in manifest["shards"]]
-    if not paths:
-        return manifest, None
-    table = pads.dataset(paths, format="parquet", filesystem=fs).to_table(
-        columns=["shard", "file", "file_key", "size", "mtime_ns", "samples", "errors"])
-    return manifest, table
+    tables = []
+    for s in manifest["shards"]:
+        with fs.open(join(root, f"shards/{s['name']}.files.parquet"), "rb") as fh:
+            tables.append(_upgrade_sidecar(pq.read_table(fh)))
+    return manifest, (pa.concat_tables(tables) if tables else None)
+
+
+def _upgrade_sidecar(table: pa.Table) -> pa.Table:
+    """Sidecars written before items existed have one row per whole file."""
+    defaults = {"record": pa.array([WHOLE_FILE] * len(table), pa.int64()),
+                "start": pa.array([0] * len(table), pa.int64()),
+                "stop": table["size"], "key": table["file_key"]}
+    for name, column in defaults.items():
+        if name not in table.column_names:
+            table = table.append_column(name, column)
+    return table.select(["shard", *ITEM_COLUMNS, "samples", "errors"])
 
 
 def _np(column: pa.ChunkedArray | pa.Array) -> np.ndarray:
     return column.to_numpy(zero_copy_only=False)
 
 
+def current_items(stats: Sequence[FileState], prev: pa.Table | None, domain: str) -> pa.Table:
+    """Every item of the listed files, in listing order: an unchanged file's items (same size and
+    mtime) come from the sidecars without reading it; others are hashed and split now."""
+    names = pa.array([s.file for s in stats], pa.string())
+    unchanged = np.zeros(len(stats), bool)
+    if prev is not None and len(stats):
+        idx = _np(pc.fill_null(pc.index_in(names, value_set=prev["file"]), -1))
+        j = np.where(idx >= 0, idx, 0)
+        unchanged = (idx >= 0) & (_np(prev["size"])[j] == np.array([s.size for s in stats])) \
+            & (_np(prev["mtime_ns"])[j] == np.array([s.mtime_ns for s in stats]))
+    fresh = [it for i in np.flatnonzero(~unchanged) for it in file_items(stats[i], domain)]
+    parts = [items_table(fresh)]
+    if unchanged.any():
+        old = prev.filter(pc.is_in(prev["file"], value_set=names.filter(pa.array(unchanged))))
+        parts.append(old.select(list(ITEM_COLUMNS)))
+    table = pa.concat_tables(parts)
+    order = pc.index_in(table["file"], value_set=names)
+    table = table.append_column("_order", order)
+    return table.sort_by([("_order", "ascending"), ("record", "ascending")]).drop_columns(["_order"])
+
+
+def _ident(table: pa.Table) -> pa.ChunkedArray:
+    """One string per item naming its place and content: file, record, key."""
+    return pc.binary_join_element_wise(table["file"], pc.cast(table["record"], pa.string()), table["key"],
+                                       "\x1f")
+
+
+def kept_shards(prev: pa.Table, cur: pa.Table, retry_errors: bool) -> tuple[np.ndarray, np.ndarray]:
+    """(names of old shards kept whole, mask over `cur` of the items they hold). A shard is kept
+    when each of its items is still listed at the same place with the same key."""
+    codes = pc.dictionary_encode(prev["shard"]).combine_chunks()
+    shard_codes, shard_names = _np(codes.indices), _np(codes.dictionary)
+    where = _np(pc.fill_null(pc.index_in(_ident(prev), value_set=_ident(cur)), -1))
+    broken = np.bincount(shard_codes, weights=where < 0, minlength=len(shard_names)) > 0
+    if retry_errors:
+        failed = _np(prev["errors"]) != "[]"
+        broken |= np.bincount(shard_codes, weights=failed, minlength=len(shard_names)) > 0
+    placed = np.zeros(len(cur), bool)
+    placed[where[~broken[shard_codes]]] = True
+    return shard_names[~broken], placed
+
+
+def reuse_sources(prev: pa.Table, manifest: Mapping[str, Any]) -> dict[str, tuple[str, int, int]]:
+    """item key -> (old shard path, first row of its samples in that shard, rows)."""
+    paths = {e["name"]: e["path"] for e in manifest["shards"]}
+    shards, keys, samples = prev["shard"].to_pylist(), prev["key"].to_pylist(), _np(prev["samples"])
+    out, row, last = {}, 0, None
+    for shard, key, n in zip(shards, keys, samples):
+        row = 0 if shard != last else row
+        last = shard
+        if paths.get(shard) and n and key not in out:
+            out[key] = (paths[shard], row, int(n))
+        row += int(n)
+    return out
+
+
 def plan_run(spec: PipelineSpec, files: Sequence[str] | Sequence[FileState], *, retry_errors: bool = False,
              labels: Mapping[str, Any] | None = None) -> RunPlan:
     """Decide what to compute for `files` (paths, or FileStates already stat'ed) given the
-    dataset's current version. Vectorised over files (Arrow/numpy), so planning a re-run over
-    10^6 unchanged samples takes seconds (bench/cache.py)."""
-    recipes = recipe_keys(spec, labels)
-    plan = RunPlan(recipes)
-    manifest, prev = previous_files(spec.output)
+    dataset's current version. Vectorised over items (Arrow/numpy), so planning a re-run over
+    10^6 unchanged records takes seconds (bench/cache.py)."""
+    plan = RunPlan(recipe_keys(spec, labels))
+    manifest, prev = previous_items(spec.output)
     plan.previous_version = manifest["version"] if manifest else None
+    plan.previous_shards = len(manifest["shards"]) if manifest else 0
     stats = list(files) if files and isinstance(files[0], FileState) else stat_files(files)
-    cur_files = pa.array([s.file for s in stats], pa.string())
-
-    # Content keys: the previous key when size and mtime are unchanged, else hash the bytes.
-    keys = np.empty(len(stats), dtype=object)
-    if prev is not None and len(stats):
-        idx = _np(pc.fill_null(pc.index_in(cur_files, value_set=prev["file"]), -1))
-        known = idx >= 0
-        j = np.where(known, idx, 0)
-        known &= (_np(prev["size"])[j] == np.array([s.size for s in stats])) & \
-                 (_np(prev["mtime_ns"])[j] == np.array([s.mtime_ns for s in stats]))
-        keys[known] = _np(prev["file_key"])[j[known]]
-    else:
-        idx = np.full(len(stats), -1)
-        known = np.zeros(len(stats), bool)
-    for i in np.flatnonzero(~known):
-        keys[i] = hash_file(stats[i].file)
-    old_recipes = manifest.get("recipes", {}) if manifest else {}
-    layout = {"row_group_size": spec.row_group_size}
-    placed = np.zeros(len(stats), bool)
-
-    if prev is not None:
-        shard_codes = _np(pc.dictionary_encode(prev["shard"]).combine_chunks().indices)
-        shard_names = _np(pc.dictionary_encode(prev["shard"]).combine_chunks().dictionary)
+    plan.file_count = len(stats)
+    cur = current_items(stats, prev, spec.domain)
+    placed = np.zeros(len(cur), bool)
+    same_recipes = manifest is not None and manifest.get("recipes") == plan.recipes \
+        and manifest.get("layout") == spec.layout()
+    if prev is not None and same_recipes:
+        names, placed = kept_shards(prev, cur, retry_errors)
         entries = {e["name"]: e for e in manifest["shards"]}
-        prev_keys = _np(prev["file_key"])
-        failed_row = _np(prev["errors"]) != "[]"
-        # Whole old shards: reused as is when every file is unchanged and still listed.
-        if old_recipes == recipes and manifest.get("layout") == layout:
-            where = _np(pc.fill_null(pc.index_in(prev["file"], value_set=cur_files), -1))
-            intact = (where >= 0) & (keys[np.where(where >= 0, where, 0)] == prev_keys)
-            broken = np.bincount(shard_codes, weights=~intact, minlength=len(shard_names)) > 0
-            if retry_errors:
-                broken |= np.bincount(shard_codes, weights=failed_row, minlength=len(shard_names)) > 0
-            keep_row = ~broken[shard_codes]
-            placed[where[keep_row]] = True
-            plan.kept = [entries[n] for n in shard_names[~broken]]
-            plan.reused_files = int(keep_row.sum())
-        # Row of each file's first sample inside its old shard (rows of a shard are contiguous).
-        samples = _np(prev["samples"]).astype(np.int64)
-        before = np.cumsum(samples) - samples
-        first_row = _first_occurrence(shard_codes, len(shard_names))
-        offsets = before - before[first_row[shard_codes]]
-
-    # Everything else goes into new shards, named by their inputs.
-    keep_ops = tuple(n for n, k in recipes.items() if n != "read" and old_recipes.get(n) == k)
-    rest = np.flatnonzero(~placed)
-    for start in range(0, len(rest), spec.shard_size):
-        chunk = rest[start:start + spec.shard_size]
-        reuse = []
-        for i in chunk:
-            r = idx[i]
-            ok = (r >= 0 and prev_keys[r] == keys[i] and keep_ops and old_recipes.get("read") == recipes["read"]
-                  and entries[shard_names[shard_codes[r]]]["path"])
-            reuse.append(Reuse(spec.output, entries[shard_names[shard_codes[r]]]["path"], int(offsets[r]),
-                               int(samples[r]), keep_ops) if ok else None)
-        states = [FileState(stats[i].file, stats[i].size, stats[i].mtime_ns, keys[i]) for i in chunk]
-        inputs = {"salt": FORMAT_SALT, "recipes": recipes, "layout": layout,
-                  "files": [(st.file, st.file_key) for st in states]}
-        if retry_errors and any(idx[i] >= 0 and failed_row[idx[i]] for i in chunk):
-            # A new name, so the retry is computed (not resumed) and older versions stay intact.
-            inputs["retry_after_version"] = plan.previous_version
-        plan.todo.append(ShardPlan(_hash(inputs), tuple(states), tuple(reuse)))
+        plan.kept = [entries[n] for n in names]
+        plan.reused_items = int(placed.sum())
+    rest = cur.filter(pa.array(~placed))
+    sources = reuse_sources(prev, manifest) if prev is not None else {}
+    retry: set[str] = set()
+    if retry_errors and prev is not None:
+        retry = set(prev.filter(pc.not_equal(prev["errors"], "[]"))["key"].to_pylist())
+    plan.todo = new_shards(spec, plan, rest.to_pylist(), sources, manifest, retry)
     return plan
 
 
-def _first_occurrence(codes: np.ndarray, n: int) -> np.ndarray:
-    """Index of the first row of each code."""
-    first = np.full(n, len(codes), dtype=np.int64)
-    np.minimum.at(first, codes, np.arange(len(codes)))
-    return first
+def new_shards(spec: PipelineSpec, plan: RunPlan, rows: list[dict[str, Any]],
+               sources: Mapping[str, tuple[str, int, int]], manifest: Mapping[str, Any] | None,
+               retry: set[str] = frozenset()) -> list[ShardPlan]:
+    """Group the items to compute into shards of at most `shard_size` items and SHARD_BYTES of
+    raw input, each item with what it may copy from an old shard."""
+    old = (manifest or {}).get("recipes", {})
+    same_read = old.get("read") == plan.recipes["read"]
+    keep_ops = tuple(n for n, k in plan.recipes.items() if n != "read" and old.get(n) == k) if same_read else ()
+    whole = same_read and len(keep_ops) == len(plan.recipes) - 1
+    shards, chunk, size = [], [], 0
+    for row in rows + [None]:
+        full = row is None or len(chunk) >= spec.items_per_shard or \
+            size + (row["stop"] - row["start"]) > SHARD_BYTES
+        if chunk and full:
+            shards.append(_shard_plan(spec, plan, chunk, sources, keep_ops, whole, retry))
+            chunk, size = [], 0
+        if row is not None:
+            chunk.append(Item(**row))
+            size += row["stop"] - row["start"]
+    return shards
+
+
+def _shard_plan(spec: PipelineSpec, plan: RunPlan, items: list[Item],
+                sources: Mapping[str, tuple[str, int, int]], keep_ops: tuple[str, ...], whole: bool,
+                retry: set[str]) -> ShardPlan:
+    reuse = tuple(Reuse(spec.output, *sources[it.key], keep_ops, whole)
+                  if keep_ops and it.key in sources else None for it in items)
+    inputs = {"salt": FORMAT_SALT, "recipes": plan.recipes, "layout": spec.layout(),
+              "items": [(it.file, it.record, it.key) for it in items]}
+    if retry & {it.key for it in items}:
+        # A new name, so the retry is computed (not resumed) and older versions stay intact.
+        inputs["retry_after_version"] = plan.previous_version
+    return ShardPlan(_hash(inputs), tuple(items), reuse)

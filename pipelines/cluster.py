@@ -4,26 +4,67 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import threading
 from typing import Iterator
 
-from distributed import Client, LocalCluster
+import dask
+from distributed import Client, KilledWorker, LocalCluster
+from distributed.comm.core import CommClosedError
+
+
+def default_workers() -> int:
+    """One worker process per core this process may use (all of them, not a fixed cap)."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:       # not Linux
+        return max(1, os.cpu_count() or 1)
+
+
+def _start_method() -> str:
+    """How worker processes start. `fork` copies this process, whose imports (numpy, RDKit,
+    pyarrow, the readers and ops) are then already done: ~0.1 s for a cluster against ~3 s
+    with `spawn` (bench/RESULTS.md, "Scale"). Forking is safe only while this process runs no
+    other thread (a Prefect flow runs several); otherwise a `forkserver`, started once."""
+    return "fork" if threading.active_count() == 1 else "forkserver"
+
+
+def _import_work_modules() -> None:
+    # Imported before the fork so that every worker starts with them loaded.
+    import gdl_data.ops  # noqa: F401
+    import gdl_data.readers  # noqa: F401
+    import pipelines.compute  # noqa: F401
+    gdl_data.readers.supported_extensions("mesh")   # loads every domain's reader module
 
 
 @contextlib.contextmanager
-def dask_client(address: str | None = None, n_workers: int | None = None) -> Iterator[Client]:
+def dask_client(address: str | None = None, n_workers: int | None = None,
+                memory_per_worker: str | None = None) -> Iterator[Client]:
     """Connect to `address`, or start a temporary LocalCluster of worker *processes*.
 
     Processes, one thread each: the operators hold the GIL in parts (Python glue, SuperLU), so
-    threads would not use the cores. The cluster is closed on exit; an existing one is left alone.
+    threads would not use the cores. `n_workers`: default one per core; `memory_per_worker`
+    (e.g. "4GB"): each worker's budget, default the machine's memory / workers. A worker that
+    passes 95 % of its budget is killed by its nanny; the scheduler then gives up on that task at
+    once (allowed-failures 0) instead of retrying it on the next worker, and the orchestrator
+    turns it into an error row (pipelines/execute.py). The cluster is closed on exit; an
+    existing one is left alone (its own allowed-failures applies there).
     """
     if address:
         with Client(address) as client:
             yield client
         return
-    workers = n_workers or max(1, min(os.cpu_count() or 1, 4))
-    # One BLAS thread per worker, or 2 workers x N threads oversubscribe the cores.
+    _import_work_modules()
+    # One BLAS thread per worker, or N workers x N threads oversubscribe the cores.
     env = {"OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
-    with LocalCluster(n_workers=workers, threads_per_worker=1, processes=True,
-                      dashboard_address=":0", silence_logs=logging.ERROR,
-                      env=env) as cluster, Client(cluster) as client:
+    settings = {"distributed.worker.multiprocessing-method": _start_method(),
+                "distributed.scheduler.allowed-failures": 0}
+    with dask.config.set(settings), \
+            LocalCluster(n_workers=n_workers or default_workers(), threads_per_worker=1, processes=True,
+                         memory_limit=memory_per_worker or "auto", dashboard_address=":0",
+                         silence_logs=logging.ERROR, env=env) as cluster, Client(cluster) as client:
         yield client
+
+
+def is_worker_death(exc: BaseException | None) -> bool:
+    """True when a task failed because the process running it died, not because it raised."""
+    return isinstance(exc, (KilledWorker, CommClosedError))

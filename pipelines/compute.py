@@ -1,8 +1,10 @@
-"""Per-file work, run on a Dask worker: read the samples of one raw file and apply the ops.
+"""Work on a Dask worker: read the samples of a shard's items, apply the ops, write the shard.
 
 Plain functions of plain data, so they run the same in a notebook, a test, or a worker.
 A bad sample becomes an error row (`source`, `stage`, `error`, `message`, `traceback`) and the
-other samples of the file go on; nothing here raises for bad input.
+other samples go on; nothing here raises for bad input. A sample whose estimated memory exceeds
+the worker's budget is refused before it starts (an `over-budget` row), so it cannot take its
+worker down; one that kills its worker anyway is caught by the orchestrator (pipelines/execute.py).
 """
 from __future__ import annotations
 
@@ -10,30 +12,47 @@ import functools
 import time
 import traceback
 from dataclasses import dataclass, field
-from typing import Any, Mapping, Sequence
+from typing import Any, Iterator, Mapping, Sequence
 
 import numpy as np
 
-from gdl_data.errors import GdlError
+from gdl_data.errors import GdlError, OpError
 from gdl_data.ops import get_op
-from gdl_data.readers import iter_samples
-from pipelines.cache import FileState, Reuse
+from gdl_data.readers import iter_samples, read_records
+from pipelines.cache import WHOLE_FILE, Item, Reuse, ShardPlan
 from pipelines.labels import LabelRule
 from pipelines.sources import local_copy
 from pipelines.spec import OpStep
+from storage import infer_infos, write_shard
 from storage.reader import read_rows
 
 
 @dataclass
-class FileResult:
-    """What one raw file produced: stored records, error rows, seconds per stage, ops reused."""
+class ItemResult:
+    """What one item produced: stored records, error rows, seconds per stage, ops reused."""
 
-    file: FileState
+    item: Item
     records: list[dict[str, Any]] = field(default_factory=list)
     errors: list[dict[str, Any]] = field(default_factory=list)
     seconds: dict[str, float] = field(default_factory=dict)
     computed: dict[str, int] = field(default_factory=dict)
     reused: dict[str, int] = field(default_factory=dict)
+
+
+@dataclass
+class ShardResult:
+    """What a shard task hands back to the orchestrator: metadata only, no arrays."""
+
+    entry: dict[str, Any]
+    errors: list[dict[str, Any]] = field(default_factory=list)
+    seconds: dict[str, float] = field(default_factory=dict)
+    computed: dict[str, int] = field(default_factory=dict)
+    reused: dict[str, int] = field(default_factory=dict)
+    resumed: bool = False
+
+    @property
+    def items(self) -> int:
+        return int(self.entry.get("files", 0))
 
 
 def error_row(source: str, stage: str, exc: BaseException, sample_id: str | None = None) -> dict[str, Any]:
@@ -73,64 +92,188 @@ def op_input(raw: Mapping[str, Any], outputs: Mapping[str, dict[str, Any]], step
     return sample
 
 
+def worker_budget() -> int | None:
+    """The memory budget (bytes) of the Dask worker running this code; None outside a worker."""
+    try:
+        from distributed import get_worker
+        return get_worker().memory_manager.memory_limit or None
+    except (ImportError, ValueError):
+        return None
+
+
+def check_budget(step: OpStep, sample: Mapping[str, Any], budget: int | None) -> None:
+    """Refuse a sample whose estimated peak memory for `step` exceeds the worker's budget."""
+    estimate = getattr(get_op(step.name), "estimate_bytes", None)
+    if budget is None or estimate is None:
+        return
+    need = estimate(sample, step.params)
+    if need > budget:
+        raise OpError(sample.get("source", "?"),
+                      f"op '{step.name}' would need about {need / 2**30:.1f} GiB, over the worker's "
+                      f"budget of {budget / 2**30:.1f} GiB; give workers more memory (worker_memory, "
+                      f"fewer workers) or ask for less (a smaller k, fewer sources)", kind="over-budget")
+
+
 @functools.lru_cache(maxsize=2)
-def _old_shard_rows(dataset: str, shard_path: str, ops: tuple[str, ...]) -> list[dict[str, Any]]:
-    """The reused ops' columns of an old shard, read once per worker process: the files of a
-    shard arrive one after another, and each would otherwise re-read the same row groups."""
-    columns = [c for op in ops for c in get_op(op).outputs]
-    return read_rows(dataset, shard_path, 0, 1 << 62, columns)
+def _old_shard_rows(dataset: str, shard_path: str, columns: tuple[str, ...] | None) -> list[dict[str, Any]]:
+    """Columns of an old shard, read once per worker process: the items of a shard arrive one
+    after another, and each would otherwise re-read the same row groups."""
+    return read_rows(dataset, shard_path, 0, 1 << 62, list(columns) if columns is not None else None)
 
 
-def process_file(file: FileState, domain: str, steps: Sequence[OpStep], reuse: Reuse | None = None,
-                 labels: LabelRule | None = None) -> FileResult:
-    """Read every sample of one raw file and apply `steps`; never raises for bad input.
+def _copied_rows(reuse: Reuse) -> dict[str, dict[str, Any]]:
+    columns = None if reuse.whole else tuple(c for op in reuse.ops for c in get_op(op).outputs) + ("sample_id",)
+    rows = _old_shard_rows(reuse.dataset, reuse.shard_path, columns)
+    return {r["sample_id"]: r for r in rows[reuse.row_start:reuse.row_start + reuse.rows]}
+
+
+def read_items(items: Sequence[Item], domain: str) -> Iterator[list]:
+    """The samples (or ReadErrors) of each item, in order: a whole file is read whole; a run of
+    records of one file is read with one open, each record by its byte span. An item whose file
+    cannot be read at all gives [exception]."""
+    i = 0
+    while i < len(items):
+        item = items[i]
+        if item.record == WHOLE_FILE:
+            try:
+                with local_copy(item.file) as path:
+                    yield list(iter_samples(path, domain, source=item.file))
+            except Exception as exc:  # noqa: BLE001 - an I/O failure reading the file at all
+                yield [exc]
+            i += 1
+            continue
+        run = [item]
+        while i + len(run) < len(items) and items[i + len(run)].file == item.file \
+                and items[i + len(run)].record != WHOLE_FILE:
+            run.append(items[i + len(run)])
+        spans = [(it.record, it.start, it.stop) for it in run]
+        for sample in read_records(item.file, domain, spans, source=item.file):
+            yield [sample]      # one Sample or ReadError per record
+        i += len(run)
+
+
+def process_item(item: Item, domain: str, steps: Sequence[OpStep], reuse: Reuse | None = None,
+                 labels: LabelRule | None = None, budget: int | None = None,
+                 samples: list | None = None) -> ItemResult:
+    """Read every sample of one item (unless `samples` were read already) and apply `steps`;
+    never raises for bad input.
 
     With `reuse`, the columns of the ops it names are copied from the old shard's rows (matched
-    by sample id) and only the other ops run. Each op's output is cast to storage dtypes before
-    later ops see it, so a partial recompute gives the same bytes as a full one.
+    by sample id) and only the other ops run; with `reuse.whole`, the item is not read at all.
+    Each op's output is cast to storage dtypes before later ops see it, so a partial recompute
+    gives the same bytes as a full one.
     """
-    result = FileResult(file)
-    start = time.perf_counter()
-    try:
-        with local_copy(file.file) as path:
-            samples = list(iter_samples(path, domain, source=file.file))
-    except Exception as exc:  # an I/O failure reading the file at all
-        result.errors.append(error_row(file.file, "read", exc))
+    result = ItemResult(item)
+    old = _copied_rows(reuse) if reuse else {}
+    if reuse and reuse.whole and old:
+        result.records = [{**row, "source": _record_source(item, row["source"])} for row in old.values()]
+        for step in steps:
+            result.reused[step.name] = len(result.records)
         return result
+    start = time.perf_counter()
+    if samples is None:
+        samples = next(read_items([item], domain))
     result.seconds["read"] = time.perf_counter() - start
-    old = {}
-    if reuse:
-        rows = _old_shard_rows(reuse.dataset, reuse.shard_path, reuse.ops)
-        old = {r["sample_id"]: r for r in rows[reuse.row_start:reuse.row_start + reuse.rows]}
     for sample in samples:
         if isinstance(sample, GdlError):
             result.errors.append(error_row(sample.source, "read", sample))
-            continue
-        raw = sample.record()
-        if labels is not None:
-            raw.update(labels.columns_for(file.file, raw))
-        outputs: dict[str, dict[str, Any]] = {}
-        stage = "read"
-        try:
-            for step in steps:
-                stage = step.name
-                prior = old.get(sample.sample_id)
-                if prior is not None and step.name in reuse.ops:
-                    outputs[step.name] = {k: prior[k] for k in get_op(step.name).outputs if k in prior}
-                    result.reused[step.name] = result.reused.get(step.name, 0) + 1
-                    continue
-                t0 = time.perf_counter()
-                out = get_op(step.name).run(op_input(raw, outputs, step), step.params)
-                outputs[step.name] = storage_dtypes(out)
-                result.seconds[step.name] = result.seconds.get(step.name, 0.0) + time.perf_counter() - t0
-                result.computed[step.name] = result.computed.get(step.name, 0) + 1
-        except Exception as exc:
-            result.errors.append(error_row(sample.source, stage, exc, sample.sample_id))
-            continue
-        record = storage_dtypes(raw)
-        for out in outputs.values():
-            record.update(out)
-        result.records.append(record)
+        elif isinstance(sample, Exception):
+            result.errors.append(error_row(item.source, "read", sample))
+        else:
+            raw = sample.record()
+            if labels is not None:
+                raw.update(labels.columns_for(item.file, raw))
+            _apply_ops(result, raw, steps, old.get(sample.sample_id), reuse, budget)
+    return _tagged(result)
+
+
+def _record_source(item: Item, old_source: str) -> str:
+    """A copied row's source, renamed to where the item is now (a record may have moved)."""
+    return item.source if item.record != WHOLE_FILE else old_source
+
+
+def _apply_ops(result: ItemResult, raw: dict[str, Any], steps: Sequence[OpStep],
+               prior: Mapping[str, Any] | None, reuse: Reuse | None, budget: int | None) -> None:
+    outputs: dict[str, dict[str, Any]] = {}
+    stage = "read"
+    try:
+        for step in steps:
+            stage = step.name
+            if prior is not None and step.name in reuse.ops:
+                outputs[step.name] = {k: prior[k] for k in get_op(step.name).outputs if k in prior}
+                result.reused[step.name] = result.reused.get(step.name, 0) + 1
+                continue
+            sample = op_input(raw, outputs, step)
+            check_budget(step, sample, budget)
+            t0 = time.perf_counter()
+            outputs[step.name] = storage_dtypes(get_op(step.name).run(sample, step.params))
+            result.seconds[step.name] = result.seconds.get(step.name, 0.0) + time.perf_counter() - t0
+            result.computed[step.name] = result.computed.get(step.name, 0) + 1
+    except Exception as exc:  # noqa: BLE001 - any failure of one sample is that sample's error row
+        result.errors.append(error_row(raw["source"], stage, exc, raw["sample_id"]))
+        return
+    record = storage_dtypes(raw)
+    for out in outputs.values():
+        record.update(out)
+    result.records.append(record)
+
+
+def _tagged(result: ItemResult) -> ItemResult:
     for e in result.errors:
-        e.update(file=file.file, file_key=file.file_key)
+        e.update(file=result.item.file, file_key=result.item.file_key)
     return result
+
+
+def died_result(item: Item, message: str) -> ItemResult:
+    """The result of an item whose worker died computing it (twice: once in its shard, once alone)."""
+    result = ItemResult(item)
+    result.errors.append({"source": item.source, "sample_id": item.key if item.record != WHOLE_FILE else None,
+                          "stage": "compute", "error": "worker-died", "message": f"{item.source}: {message}",
+                          "traceback": None})
+    return _tagged(result)
+
+
+@functools.cache
+def one_blas_thread() -> None:
+    """Once per worker process: one BLAS thread. Workers forked from the orchestrator inherit its
+    BLAS pools, and N workers x N BLAS threads would oversubscribe the cores."""
+    from threadpoolctl import threadpool_limits
+    threadpool_limits(1)
+
+
+def compute_shard(uri: str, shard: ShardPlan, domain: str, steps: Sequence[OpStep],
+                  labels: LabelRule | None, row_group_size: int) -> ShardResult:
+    """Runs on a worker: compute every item of a shard and write the shard; metadata back."""
+    one_blas_thread()
+    budget = worker_budget()
+    # Items copied whole are not read; the others are read in runs (one open per file).
+    to_read = [it for it, re in zip(shard.items, shard.reuse) if not (re and re.whole)]
+    start = time.perf_counter()
+    read = dict(zip(to_read, read_items(to_read, domain)))
+    seconds = time.perf_counter() - start
+    results = [process_item(item, domain, steps, reuse, labels, budget, read.get(item, []))
+               for item, reuse in zip(shard.items, shard.reuse)]
+    out = write_items(uri, shard.name, results, row_group_size)
+    out.seconds["read"] = seconds
+    return out
+
+
+def _add(into: dict[str, float], more: Mapping[str, float]) -> None:
+    for k, v in more.items():
+        into[k] = into.get(k, 0) + v
+
+
+def write_items(uri: str, name: str, results: Sequence[ItemResult], row_group_size: int) -> ShardResult:
+    """Gather the records of a shard's items into one Parquet shard with its item index."""
+    records = [r for res in results for r in res.records]
+    index = [{**res.item.__dict__, "samples": len(res.records), "errors": res.errors} for res in results]
+    start = time.perf_counter()
+    entry = write_shard(uri, records, infer_infos(records) if records else None, name=name, files=index,
+                        row_group_size=row_group_size)
+    out = ShardResult(entry, errors=[e for res in results for e in res.errors])
+    for res in results:
+        _add(out.seconds, res.seconds)
+        _add(out.computed, res.computed)
+        _add(out.reused, res.reused)
+    out.seconds["write"] = time.perf_counter() - start
+    return out

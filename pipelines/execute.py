@@ -1,32 +1,41 @@
 """Running a spec: plan against the cache, compute shards on Dask, write Parquet, commit.
 
-Granularity (shared/DESIGN.md): a *shard* is a group of raw files that becomes one Parquet file;
-the orchestrator (Prefect, in flows/) runs one task per shard, and inside it Dask runs one task
-per raw file, plus one task that writes the shard on a worker, so sample arrays never travel
-through the orchestrator. `run_pipeline` does the same without Prefect, for notebooks and tests.
+The one orchestration core: `run_pipeline` (notebooks, tests, `gdl preprocess` without a
+Prefect server) and the Prefect flow (flows/preprocess.py) both call `prepare`, `run_job` and
+`commit`; the flow only wraps them in tasks and adds logs and an artifact.
+
+Granularity (shared/DESIGN.md): a *shard* is a group of items (whole files, or records of a
+multi-record file) and becomes one Parquet file. Each shard is one Dask task that reads its
+items, computes them and writes the shard on the worker, so sample arrays never travel through
+the orchestrator. A shard whose worker dies (out of memory, a crash in native code) is run once
+more with each item as its own task; an item that kills its worker again becomes an error row
+(`worker-died`) and the shard is written without it. No restart loops: the scheduler is told
+to give up on a task at its first worker death (pipelines/cluster.py).
 """
 from __future__ import annotations
 
 import dataclasses
+import json
 import os
 import time
-from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from importlib import metadata
 from typing import Any, Callable, Sequence
 
-from distributed import Client, as_completed
+from distributed import Client, Future, as_completed
+from distributed import wait as wait_for
 
 from pipelines.cache import RunPlan, ShardPlan, plan_run
-from pipelines.cluster import dask_client
-from pipelines.compute import FileResult, process_file
+from pipelines.cluster import dask_client, is_worker_death
+from pipelines.compute import ShardResult, compute_shard, died_result, process_item, write_items
 from pipelines.labels import LabelRule, build_label_rule
 from pipelines.progress import ProgressReporter
 from pipelines.sources import list_source_files
 from pipelines.spec import PipelineSpec
-from storage import (DatasetLock, commit_version, infer_infos, prune_versions, read_shard_entry, shard_done,
-                     write_shard)
+from storage import DatasetLock, commit_version, prune_versions, read_shard_entry, shard_done
+from storage.fs import join, resolve, write_bytes_atomic
 
+Progress = Callable[[int, int], None]     # (items finished, of which failed)
 
 
 @dataclass
@@ -36,18 +45,6 @@ class Job:
     spec: PipelineSpec
     plan: RunPlan
     labels: LabelRule | None
-
-
-@dataclass
-class ShardResult:
-    """What a shard task hands back to the orchestrator: metadata only, no arrays."""
-
-    entry: dict[str, Any]
-    errors: list[dict[str, Any]] = field(default_factory=list)
-    seconds: dict[str, float] = field(default_factory=dict)
-    computed: dict[str, int] = field(default_factory=dict)
-    reused: dict[str, int] = field(default_factory=dict)
-    resumed: bool = False
 
 
 def prepare(spec: PipelineSpec, retry_errors: bool = False) -> Job:
@@ -61,46 +58,60 @@ def prepare(spec: PipelineSpec, retry_errors: bool = False) -> Job:
     return Job(spec, plan, labels)
 
 
-def _add(into: dict[str, float], more: dict[str, float]) -> None:
-    for k, v in more.items():
-        into[k] = into.get(k, 0) + v
+def _submit_shard(client: Client, job: Job, shard: ShardPlan) -> Future:
+    spec = job.spec
+    return client.submit(compute_shard, spec.output, shard, spec.domain, spec.ops, job.labels,
+                         spec.row_group_size, pure=False, key=f"shard-{shard.name}")
 
 
-def write_shard_results(uri: str, name: str, results: Sequence[FileResult], row_group_size: int) -> ShardResult:
-    """Runs on a worker: gather the records of a shard's files into one Parquet shard."""
-    records = [r for res in results for r in res.records]
-    files = [{**dataclasses.asdict(res.file), "samples": len(res.records), "errors": res.errors}
-             for res in results]
-    start = time.perf_counter()
-    entry = write_shard(uri, records, infer_infos(records) if records else None, name=name, files=files,
-                        row_group_size=row_group_size)
-    out = ShardResult(entry, errors=[e for res in results for e in res.errors])
-    for res in results:
-        _add(out.seconds, res.seconds)
-        _add(out.computed, res.computed)
-        _add(out.reused, res.reused)
-    out.seconds["write"] = time.perf_counter() - start
-    return out
-
-
-def run_shard(client: Client, job: Job, shard: ShardPlan, progress: Callable[[int], None] | None = None
-              ) -> ShardResult:
-    """Compute one shard on the cluster and write it; blocks until the shard is on disk.
-
-    A shard finished by an earlier, interrupted run (its sidecar exists) is not computed again.
-    """
-    uri = job.spec.output
-    if shard_done(uri, shard.name):
-        entry = read_shard_entry(uri, shard.name)
-        return ShardResult(entry, errors=entry["errors"], resumed=True)
-    futures = [client.submit(process_file, f, job.spec.domain, job.spec.ops, reuse, job.labels,
-                             pure=False, key=f"compute-{shard.name}-{i}")
-               for i, (f, reuse) in enumerate(zip(shard.files, shard.reuse))]
-    for fut in as_completed(futures):
-        if progress:
-            progress(len(fut.result().errors))  # one call per finished file: its failed samples
-    return client.submit(write_shard_results, uri, shard.name, futures, job.spec.row_group_size, pure=False,
+def _isolated_retry(client: Client, job: Job, shard: ShardPlan) -> ShardResult:
+    """After a worker died on `shard`: each item alone; those that kill a worker again become
+    `worker-died` rows, the others are written to the shard as usual."""
+    spec = job.spec
+    items = [client.submit(process_item, item, spec.domain, spec.ops, reuse, job.labels, pure=False,
+                           key=f"item-{shard.name}-{i}")
+             for i, (item, reuse) in enumerate(zip(shard.items, shard.reuse))]
+    wait_for(items)
+    for i, fut in enumerate(items):
+        if fut.status == "error":
+            exc = fut.exception()
+            if not is_worker_death(exc):
+                raise exc
+            items[i] = client.submit(died_result, shard.items[i], _DIED, pure=False)
+    return client.submit(write_items, spec.output, shard.name, items, spec.row_group_size, pure=False,
                          key=f"write-{shard.name}").result()
+
+
+_DIED = ("its worker process died while computing it (out of memory, or a crash in native code), "
+         "in its shard and again alone; it is skipped. Give workers more memory (worker_memory, "
+         "fewer workers), or ask the op for less")
+
+
+def run_job(client: Client, job: Job, progress: Progress | None = None) -> list[ShardResult]:
+    """Compute every shard to do (resuming those a killed run finished); results in plan order."""
+    uri, todo = job.spec.output, job.plan.todo
+    results: dict[int, ShardResult] = {}
+    futures: dict[Future, int] = {}
+    for i, shard in enumerate(todo):
+        if shard_done(uri, shard.name):
+            entry = read_shard_entry(uri, shard.name)
+            results[i] = ShardResult(entry, errors=entry["errors"], resumed=True)
+            _report(progress, results[i])
+        else:
+            futures[_submit_shard(client, job, shard)] = i
+    for fut in as_completed(futures):
+        i = futures[fut]
+        if fut.status == "error" and is_worker_death(fut.exception()):
+            results[i] = _isolated_retry(client, job, todo[i])
+        else:
+            results[i] = fut.result()
+        _report(progress, results[i])
+    return [results[i] for i in range(len(todo))]
+
+
+def _report(progress: Progress | None, result: ShardResult) -> None:
+    if progress is not None:
+        progress(result.items, len(result.errors))
 
 
 def software_versions() -> dict[str, str]:
@@ -115,57 +126,83 @@ def software_versions() -> dict[str, str]:
     return out
 
 
-def commit(job: Job, results: Sequence[ShardResult], seconds_total: float) -> dict[str, Any]:
-    """Publish the new version: kept shards + new shards, errors, lineage and run statistics."""
-    spec, plan = job.spec, job.plan
-    # Reused shards: their full entries (columns, stats, errors) live in their sidecars.
-    kept = [read_shard_entry(spec.output, entry["name"]) for entry in plan.kept]
-    seconds: dict[str, float] = {}
-    computed: dict[str, int] = {}
-    reused: dict[str, int] = {}
+def _sum(results: Sequence[ShardResult], field: str) -> dict[str, float]:
+    out: dict[str, float] = {}
     for res in results:
-        _add(seconds, res.seconds)
-        _add(computed, res.computed)
-        _add(reused, res.reused)
-    kept_samples = sum(e["rows"] for e in plan.kept)
+        for k, v in getattr(res, field).items():
+            out[k] = out.get(k, 0) + v
+    return out
+
+
+def run_stats(job: Job, results: Sequence[ShardResult], seconds_total: float) -> dict[str, Any]:
+    plan = job.plan
+    return {"files": plan.file_count, "skipped_files": len(plan.skipped),
+            "previous_version": plan.previous_version, "items_reused_whole": plan.reused_items,
+            "items_computed": plan.todo_items,
+            "shards_reused": len(plan.kept), "shards_resumed": sum(r.resumed for r in results),
+            "shards_computed": sum(not r.resumed for r in results),
+            "samples_reused_whole": sum(e["rows"] for e in plan.kept),
+            "op_samples_computed": _sum(results, "computed"), "op_samples_reused": _sum(results, "reused"),
+            "seconds_by_stage": {k: round(v, 4) for k, v in _sum(results, "seconds").items()},
+            "wall_seconds": round(seconds_total, 3)}
+
+
+def commit(job: Job, results: Sequence[ShardResult], seconds_total: float) -> dict[str, Any]:
+    """Publish the new version: kept shards + new shards, errors, lineage and run statistics.
+
+    A run that changes nothing publishes nothing: it is logged under `runs/` and the current
+    manifest is returned (with `published: false` in its `run`).
+    """
+    spec, plan = job.spec, job.plan
+    stats = run_stats(job, results, seconds_total)
+    if plan.changes_nothing:
+        return log_unpublished_run(spec.output, stats)
     extra = {
         "name": spec.name, "domain": spec.domain, "source": spec.source,
         "ops": [step.describe() for step in spec.ops],
-        "recipes": plan.recipes,
-        "layout": {"row_group_size": spec.row_group_size},
+        "recipes": plan.recipes, "layout": spec.layout(),
         "labels": job.labels.describe() if job.labels else None,
-        "software": software_versions(),
-        "run": {"files": plan.file_count, "skipped_files": len(plan.skipped),
-                "previous_version": plan.previous_version,
-                "shards_reused": len(plan.kept), "shards_resumed": sum(r.resumed for r in results),
-                "shards_computed": sum(not r.resumed for r in results),
-                "samples_reused_whole": kept_samples, "op_samples_computed": computed,
-                "op_samples_reused": reused,
-                "seconds_by_stage": {k: round(v, 4) for k, v in seconds.items()},
-                "wall_seconds": round(seconds_total, 3)},
+        "software": software_versions(), "run": {**stats, "published": True},
     }
-    # Row order: shards by their first raw file, so reused and new shards interleave as listed.
-    shards = sorted(kept + [r.entry for r in results], key=lambda e: e["first_file"] or "")
+    # Reused shards: their full entries (columns, stats, errors) live in their sidecars.
+    kept = [read_shard_entry(spec.output, entry["name"]) for entry in plan.kept]
+    # Row order: shards by their first item, so reused and new shards interleave as listed.
+    shards = sorted(kept + [r.entry for r in results],
+                    key=lambda e: (e["first_file"] or "", e.get("first_record", -1)))
     manifest = commit_version(spec.output, shards, [e for s in shards for e in s["errors"]], extra)
     prune_versions(spec.output, spec.keep_versions)
     return manifest
 
 
+def log_unpublished_run(uri: str, stats: dict[str, Any]) -> dict[str, Any]:
+    """Record a run that changed nothing (runs/<time>.json) and return the current manifest."""
+    from storage import load_manifest
+    manifest = load_manifest(uri)
+    stamp = time.strftime("%Y%m%dT%H%M%S", time.gmtime()) + f"-{time.time_ns() % 10**9:09d}"
+    fs, root = resolve(uri)
+    record = {**stats, "published": False, "version": manifest["version"]}
+    write_bytes_atomic(fs, join(root, f"runs/{stamp}.json"), json.dumps(record, indent=1).encode())
+    return {**manifest, "run": record}
+
+
 def run_pipeline(spec: PipelineSpec, client: Client | None = None, retry_errors: bool = False,
-                 wait: float = 0.0, progress: bool = True) -> dict[str, Any]:
-    """Run a spec end to end without Prefect (holding the dataset's lock); returns the manifest."""
-    if client is None:
-        with dask_client(spec.dask_address) as own:
-            return run_pipeline(spec, own, retry_errors, wait, progress)
+                 wait: float = 0.0, progress: bool = True, log: Callable[[str], None] | None = None
+                 ) -> dict[str, Any]:
+    """Run a spec end to end without Prefect (holding the dataset's lock); returns the manifest.
+
+    Starts a temporary LocalCluster (spec.workers, spec.worker_memory) only when there is
+    something to compute and no `client` was given.
+    """
     start = time.perf_counter()
     with DatasetLock(spec.output, wait=wait):
         job = prepare(spec, retry_errors)
-        reporter = ProgressReporter(sum(len(s.files) for s in job.plan.todo), label=spec.name,
-                                    log=None if progress else (lambda _msg: None),
+        reporter = ProgressReporter(job.plan.todo_items, label=spec.name, unit="items",
+                                    log=log if progress else (lambda _msg: None),
                                     tty=None if progress else False)
-        # Shards run concurrently (threads only wait on Dask); results stay in plan order.
-        with ThreadPoolExecutor(max_workers=4) as pool:
-            results = list(pool.map(lambda shard: run_shard(client, job, shard, reporter.item_done),
-                                    job.plan.todo))
+        if job.plan.todo and client is None:
+            with dask_client(spec.dask_address, spec.workers, spec.worker_memory) as own:
+                results = run_job(own, job, reporter.items_done)
+        else:
+            results = run_job(client, job, reporter.items_done) if job.plan.todo else []
         reporter.close()
         return commit(job, results, time.perf_counter() - start)

@@ -12,7 +12,8 @@ from typing import Callable
 
 
 class ProgressReporter:
-    """Call `item_done(failed)` once per finished item; `close()` at the end."""
+    """Call `item_done(failed)` once per finished item (or `items_done(n, failed)` per batch);
+    `close()` at the end."""
 
     def __init__(self, total: int, label: str = "", log: Callable[[str], None] | None = None,
                  every: float = 5.0, unit: str = "files", tty: bool | None = None):
@@ -32,8 +33,12 @@ class ProgressReporter:
             self._bar.start()
 
     def item_done(self, failed: int = 0) -> None:
+        self.items_done(1, failed)
+
+    def items_done(self, count: int, failed: int = 0) -> None:
+        """`count` more items finished, `failed` of their samples failed."""
         with self._lock:
-            self.done += 1
+            self.done += count
             self.failed += failed
             elapsed = time.monotonic() - self.start
             rate = self.done / elapsed if elapsed > 0 else 0.0

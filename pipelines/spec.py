@@ -6,8 +6,11 @@
     output: storage/shapes       # dataset URI; a local folder by default
     ops:                         # in order; each adds columns (shared/DESIGN.md)
       eigenbasis: {k: 64}
-    shard_size: 32               # raw files per shard (one Prefect task, one Parquet file)
+    shard_size: 256              # items (files, or records of SDF/XYZ files) per shard: one Dask
+                                 # task, one Parquet file; default by domain (SHARD_SIZE_BY_DOMAIN)
     dask_address: null           # an existing scheduler; default: a temporary LocalCluster
+    workers: 2                   # worker processes of that LocalCluster; default: one per core
+    worker_memory: 4GB           # memory budget per worker; default: the machine's RAM / workers
     keep_versions: 5             # older versions (and shards only they use) are deleted
     row_group_size: 64           # samples per Parquet row group (fewer for samples over 1 MiB)
     labels: {from: folder}       # optional: labels from the sources (pipelines/labels.py)
@@ -30,7 +33,10 @@ from gdl_data.ops.registry import params_dict
 from pipelines.schedule import Schedule, parse_schedule
 
 SPEC_KEYS = ("name", "domain", "source", "output", "ops", "shard_size", "dask_address", "schedule",
-             "labels", "keep_versions", "row_group_size")
+             "labels", "keep_versions", "row_group_size", "workers", "worker_memory")
+# Items (whole files, or records of multi-record files) per shard when the spec does not say:
+# a shard is one task, so it should hold ~0.1-1 s of work, and there should be several per worker.
+SHARD_SIZE_BY_DOMAIN = {"molecule": 256, "graph": 16, "mesh": 4, "sphere": 2}
 
 
 @dataclass(frozen=True)
@@ -55,13 +61,23 @@ class PipelineSpec:
     source: str
     output: str
     ops: tuple[OpStep, ...] = ()
-    shard_size: int = 32
+    shard_size: int | None = None
     keep_versions: int = 5
     row_group_size: int = 64
     dask_address: str | None = None
+    workers: int | None = None          # LocalCluster worker processes; default: one per core
+    worker_memory: str | None = None    # memory budget per worker, e.g. "4GB"; default: RAM / workers
     schedule: Schedule | None = None
     labels: Mapping[str, Any] | None = None
     spec_path: str | None = field(default=None, compare=False)
+
+    @property
+    def items_per_shard(self) -> int:
+        return self.shard_size or SHARD_SIZE_BY_DOMAIN[self.domain]
+
+    def layout(self) -> dict[str, Any]:
+        """What decides how stored rows are laid out (a change rewrites shards, computes nothing)."""
+        return {"row_group_size": self.row_group_size}
 
     def with_overrides(self, **overrides: Any) -> "PipelineSpec":
         return replace(self, **{k: v for k, v in overrides.items() if v is not None})
@@ -101,7 +117,9 @@ def parse_spec(raw: Mapping[str, Any], *, base_dir: str = ".", where: str = "spe
             raise SpecError(f"{where}: parameters of op '{name}' must be a mapping, e.g. {name}: {{}}")
         op = get_op(name)
         steps.append(OpStep(name, op.parse_params(params, domain)))
-    shard_size = _positive_int(raw, "shard_size", 32, where, "raw files per shard")
+    shard_size = _positive_int(raw, "shard_size", None, where, "items (files or records) per shard")
+    workers = _positive_int(raw, "workers", None, where, "worker processes")
+    worker_memory = _memory(raw, where)
     keep_versions = _positive_int(raw, "keep_versions", 5, where, "versions kept")
     row_group_size = _positive_int(raw, "row_group_size", 64, where, "samples per Parquet row group")
     address = raw.get("dask_address")
@@ -111,17 +129,33 @@ def parse_spec(raw: Mapping[str, Any], *, base_dir: str = ".", where: str = "spe
         name=raw["name"], domain=domain,
         source=resolve_path(raw["source"], base_dir), output=resolve_path(raw["output"], base_dir),
         ops=tuple(steps), shard_size=shard_size, keep_versions=keep_versions, row_group_size=row_group_size,
-        dask_address=address,
+        dask_address=address, workers=workers, worker_memory=worker_memory,
         schedule=parse_schedule(raw.get("schedule"), where), labels=raw.get("labels"),
     )
 
 
-def _positive_int(raw: Mapping[str, Any], key: str, default: int, where: str, what: str) -> int:
+def _positive_int(raw: Mapping[str, Any], key: str, default: int | None, where: str, what: str) -> int | None:
     value = raw.get(key, default)
+    if value is None and default is None:
+        return None
     if not isinstance(value, int) or isinstance(value, bool) or value < 1:
         raise SpecError(f"{where}: {key} must be a positive integer ({what}), got {value!r}; "
-                        f"e.g. {key}: {default}")
+                        f"e.g. {key}: {default or 4}")
     return value
+
+
+def _memory(raw: Mapping[str, Any], where: str) -> str | None:
+    value = raw.get("worker_memory")
+    if value is None:
+        return None
+    from dask.utils import parse_bytes
+    try:
+        if parse_bytes(str(value)) > 0:
+            return str(value)
+    except ValueError:
+        pass
+    raise SpecError(f"{where}: worker_memory must be an amount of memory, got {value!r}; "
+                    f"e.g. worker_memory: 4GB")
 
 
 _EXAMPLES = {"name": "shapes", "domain": "mesh", "source": "data/raw/shapes", "output": "storage/shapes"}

@@ -24,6 +24,7 @@ class RunSummary:
     op_samples_computed: dict[str, int] = field(default_factory=dict)
     op_samples_reused: dict[str, int] = field(default_factory=dict)
     errors_by_cause: dict[str, int] = field(default_factory=dict)
+    published: bool = True          # False: the run changed nothing and published no version
 
     @classmethod
     def from_manifest(cls, uri: str, manifest: dict[str, Any]) -> "RunSummary":
@@ -38,14 +39,17 @@ class RunSummary:
                    columns=sorted(manifest["columns"]), errors_by_cause=dict(causes),
                    reused_files=run.get("samples_reused_whole", 0),
                    op_samples_computed=run.get("op_samples_computed", {}),
-                   op_samples_reused=run.get("op_samples_reused", {}))
+                   op_samples_reused=run.get("op_samples_reused", {}),
+                   published=run.get("published", True))
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
     def one_line(self) -> str:
+        version = f"version {self.version}" if self.published else \
+            f"nothing changed, no new version (still version {self.version})"
         line = (f"{self.name}: {self.samples} samples ({self.reused_files} reused unchanged), "
-                f"{self.failed} failed, version {self.version} at {self.output} ({self.wall_seconds:.1f} s); "
+                f"{self.failed} failed, {version} at {self.output} ({self.wall_seconds:.1f} s); "
                 f"ops computed {self.op_samples_computed or 'none'}, reused {self.op_samples_reused or 'none'}")
         if self.failed:
             line += f"; see the errors table: gdl inspect {self.output}"

@@ -5,8 +5,11 @@ keys and the op recipes), so a run killed mid-way finds its finished shards by n
 run and reuses them; the result is byte-identical to an uninterrupted run. Each shard is:
 
     shards/<name>.parquet        the samples, one row each (absent when every sample failed)
-    shards/<name>.files.parquet  one row per raw file: file, file_key, size, mtime_ns, samples,
-                                 errors (JSON list). Written last: its presence marks the shard done.
+    shards/<name>.files.parquet  the shard's index: one row per input item (a whole raw file, or one
+                                 record of a multi-record file): file, file_key, size, mtime_ns,
+                                 record (-1: the whole file), start, stop (its bytes), key (its
+                                 content hash), samples, errors (JSON list). Written last: its
+                                 presence marks the shard done.
 
 Planning a re-run reads only the `.files.parquet` sidecars (never array data).
 """
@@ -33,6 +36,7 @@ ERRORS_SCHEMA = pa.schema([
 ])
 FILES_SCHEMA = pa.schema([
     ("shard", pa.string()), ("file", pa.string()), ("file_key", pa.string()), ("size", pa.int64()), ("mtime_ns", pa.int64()),
+    ("record", pa.int64()), ("start", pa.int64()), ("stop", pa.int64()), ("key", pa.string()),
     ("samples", pa.int64()), ("errors", pa.string()),
 ])
 # Row groups of 64 samples and at most ~64 MiB. The loader reads, splits and shuffles by row
@@ -84,10 +88,12 @@ def write_shard(uri: str, rows: Sequence[Mapping[str, Any]], infos: Mapping[str,
     if name is None:
         name = hashlib.sha256("\n".join(r["sample_id"] for r in rows).encode()).hexdigest()[:24]
     if files is None:
-        files = [{"file": r["source"], "file_key": r["sample_id"], "samples": 1} for r in rows]
+        files = [{"file": r["source"], "file_key": r["sample_id"], "record": -1, "key": r["sample_id"],
+                  "samples": 1} for r in rows]
     fs, root = resolve(uri)
     entry: dict[str, Any] = {"name": name, "path": None, "rows": len(rows), "bytes": 0,
                              "files": len(files), "first_file": files[0]["file"] if files else None,
+                             "first_record": files[0].get("record", -1) if files else -1,
                              "columns": {}, "stats": {},
                              "errors": [e for f in files for e in (f.get("errors") or [])]}
     if rows:
@@ -159,7 +165,7 @@ def commit_version(uri: str, shards: Sequence[Mapping[str, Any]], errors: Sequen
         "sample_count": sum(s["rows"] for s in shards),
         "error_count": len(errors),
         "columns": {name: {**info, "stats": stats.get(name)} for name, info in columns.items()},
-        "shards": [{k: s[k] for k in ("name", "path", "rows", "bytes", "files", "first_file", "sha256")
+        "shards": [{k: s[k] for k in ("name", "path", "rows", "bytes", "files", "first_file", "first_record", "sha256")
                     if k in s} for s in shards],
         "errors": _write_errors(uri, f"{version:06d}", list(errors)),
         **dict(extra or {}),

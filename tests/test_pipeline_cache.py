@@ -53,7 +53,10 @@ def test_rerun_with_nothing_changed_computes_nothing(tmp_path, raw, dask_client)
     second = run_pipeline(spec, dask_client, progress=False)
     assert second["run"]["op_samples_computed"] == {}
     assert second["run"]["shards_reused"] == 3 and second["run"]["shards_computed"] == 0
-    assert _content(spec.output) == before and second["version"] == 2
+    # Nothing changed: no new version (issue 13); the run is logged under runs/ instead.
+    assert _content(spec.output) == before and second["version"] == 1
+    assert second["run"]["published"] is False and list_versions(spec.output) == [1]
+    assert len(os.listdir(spec.output + "/runs")) == 1
 
 
 def test_edited_file_recomputes_only_that_sample(tmp_path, raw, dask_client):

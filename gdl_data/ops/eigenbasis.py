@@ -83,7 +83,9 @@ class EigenbasisParams:
         return {"solver": self.solver, "tol": self.tol, "dense_below": self.dense_below}
 
 
-EIGENBASIS = register_op("eigenbasis", EigenbasisParams, version="1",
+# 2: graphs of at most dense_below nodes are built and solved densely (last-bit changes possible
+# for non-integer weights; unit-weight graphs and molecules are unchanged).
+EIGENBASIS = register_op("eigenbasis", EigenbasisParams, version="2",
                          outputs=("mass", "evals", "evecs"), doc=__doc__.split("\n\n")[0])
 
 
@@ -109,7 +111,8 @@ def graph_eigenbasis(num_nodes: int, edge_index: np.ndarray, edge_weight: np.nda
     normalization: "combinatorial" (default) or "sym"; solver_options as for mesh_eigenbasis.
     Returns {"mass" (n,), "evals" (k,), "evecs" (n, k)}.
     """
-    L, mass = graph_laplacian(num_nodes, edge_index, edge_weight, normalization)
+    dense = num_nodes <= solver_options.get("dense_below", 1000)
+    L, mass = graph_laplacian(num_nodes, edge_index, edge_weight, normalization, dense=dense)
     evals, evecs = smallest_eigenpairs(L, mass, k, **solver_options)
     return {"mass": mass, "evals": evals, "evecs": evecs}
 

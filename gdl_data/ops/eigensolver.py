@@ -36,7 +36,8 @@ def smallest_eigenpairs(L, mass, k: int, *, solver: str = "block_lanczos", tol: 
                         dense_below: int = 1000, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
     """The k smallest eigenpairs of L φ = λ M φ with M = diag(mass).
 
-    L: (n, n) sparse symmetric positive semi-definite; mass: (n,) positive; k ≥ 1.
+    L: (n, n) sparse symmetric positive semi-definite (or a dense ndarray: solved densely);
+    mass: (n,) positive; k ≥ 1.
     solver: "block_lanczos" (default) or "arpack" (run to machine precision); tol: relative
     residual of each pair block Lanczos returns (default 1e-6: eigenvalues exact to ≈1e-12);
     dense_below: problems with n ≤ this, or k ≥ n / 2, are solved by dense LAPACK (exact to
@@ -56,6 +57,10 @@ def smallest_eigenpairs(L, mass, k: int, *, solver: str = "block_lanczos", tol: 
                       stacklevel=2)
         k = n
     inv_sqrt_mass = 1.0 / np.sqrt(mass)
+    if isinstance(L, np.ndarray):      # small problems built dense (laplacian.dense_graph_laplacian)
+        C = L * inv_sqrt_mass[:, None] * inv_sqrt_mass[None, :]
+        evals, y = np.linalg.eigh((C + C.T) * 0.5)
+        return np.maximum(evals[:k], 0.0), fix_signs(y[:, :k] * inv_sqrt_mass[:, None])
     C = sp.diags(inv_sqrt_mass) @ sp.csr_matrix(L, dtype=np.float64) @ sp.diags(inv_sqrt_mass)
     C = ((C + C.T) * 0.5).tocsr()      # exact symmetry: the Lanczos relation assumes it
     if n <= dense_below or 2 * k >= n:

@@ -100,9 +100,18 @@ def _self_or_farthest(idx: np.ndarray) -> np.ndarray:
     return np.where(own.any(axis=1), own.argmax(axis=1), idx.shape[1] - 1)
 
 
+SMALL_POINT_SET = 64      # at most this many points: all pairs at once beat building a k-d tree
+
+
 def radius_edge_index(pos: np.ndarray, radius: float) -> np.ndarray:
-    """All pairs of points at Euclidean distance ≤ radius (scipy cKDTree), both directions."""
+    """All pairs of points at Euclidean distance ≤ radius (scipy cKDTree; all pairs directly for
+    at most SMALL_POINT_SET points, e.g. a molecule), both directions."""
     pos = np.asarray(pos, dtype=np.float64)
+    if len(pos) <= SMALL_POINT_SET:
+        diff = pos[:, None, :] - pos[None, :, :]
+        close = np.einsum("ijk,ijk->ij", diff, diff) <= radius * radius
+        np.fill_diagonal(close, False)
+        return np.stack(np.nonzero(close)).astype(np.int64)     # row-major: sorted by (source, target)
     pairs = cKDTree(pos).query_pairs(radius, output_type="ndarray").reshape(-1, 2)
     return canonical_edges(np.concatenate([pairs[:, 0], pairs[:, 1]]),
                            np.concatenate([pairs[:, 1], pairs[:, 0]]), len(pos))

@@ -16,6 +16,12 @@ from gdl_data.errors import ReadError
 READERS_VERSION = "1"
 
 Reader = Callable[[str, str], Iterator[Sample | ReadError]]
+# Multi-record formats (SDF, multi-frame XYZ) are also split into records, the unit of work and of
+# caching: a splitter gives each record's byte span [start, stop) in the file, and a parser turns
+# one record's bytes into a Sample (raising ReadError). The planner hashes each span, so editing
+# one record of a 100,000-record file recomputes that record only.
+Splitter = Callable[[bytes], list[tuple[int, int]]]
+RecordParser = Callable[[bytes, str], Sample]
 
 # extension -> (domain, module attribute); filled by the domain modules' EXTENSIONS tables.
 _READERS: dict[str, dict[str, Reader]] = {}
@@ -27,6 +33,48 @@ def register_reader(domain: str, extensions: tuple[str, ...], reader: Reader) ->
 
 
 _SIDECARS: dict[str, Callable[[str], bool]] = {}
+_RECORDS: dict[str, dict[str, tuple[Splitter, RecordParser]]] = {}
+
+
+def register_records(domain: str, extensions: tuple[str, ...], split: Splitter, parse: RecordParser) -> None:
+    """Declare a multi-record format: how to split a file's bytes and how to parse one record."""
+    for ext in extensions:
+        _RECORDS.setdefault(domain, {})[ext.lower()] = (split, parse)
+
+
+def record_splitter(path: str, domain: str) -> Splitter | None:
+    """The splitter of `path`'s format, or None when the file is read whole (one unit of work)."""
+    _load()
+    found = _RECORDS.get(domain, {}).get(extension(path))
+    return found[0] if found else None
+
+
+def read_records(path: str, domain: str, spans, source: str | None = None) -> Iterator[Sample | ReadError]:
+    """Parse the records `spans` ((index, start, stop) byte ranges) of one file, in that order.
+
+    Reads only those bytes (one seek each), so a worker given records 50,000-50,255 of a large
+    SDF file reads ~256 records, not the file. Each record is `source#index`; a bad record yields
+    a ReadError and the next ones are still read. `path` is local or an fsspec URI.
+    """
+    _load()
+    import fsspec
+
+    source = source or path
+    parse = _RECORDS[domain][extension(path)][1]
+    try:
+        with fsspec.open(path, "rb") as fh:
+            for index, start, stop in spans:
+                fh.seek(start)
+                data = fh.read(stop - start)
+                try:
+                    yield parse(data, f"{source}#{index}")
+                except ReadError as err:
+                    yield err
+                except Exception as exc:  # noqa: BLE001 - third-party parsers fail in all ways on garbage
+                    from gdl_data.readers.validate import parse_failure
+                    yield parse_failure(f"{source}#{index}", exc)
+    except OSError as exc:
+        yield ReadError(source, f"cannot read the file: {exc.strerror or exc}", kind="unreadable")
 
 
 def register_sidecar(domain: str, predicate: Callable[[str], bool]) -> None:

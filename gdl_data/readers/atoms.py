@@ -46,11 +46,15 @@ def numeric_props(mol) -> dict[str, float]:
 
 
 def molecule_from_rdkit(mol, source: str, sample_id: str, props: dict[str, float] | None = None,
-                        *, require_3d: bool = True) -> Molecule:
+                        *, require_3d: bool = True, atom_table: tuple[np.ndarray, np.ndarray] | None = None
+                        ) -> Molecule:
     """A Molecule from an RDKit Mol's first conformer: positions, atomic numbers, bonds both ways.
 
     With `require_3d`, a conformer that RDKit marks 2D (the molfile says 2D, or gives no
-    dimension and every z is 0) is rejected for more than one atom.
+    dimension and every z is 0) is rejected for more than one atom. `atom_table`: (atomic
+    numbers, bonds (b, 2)) the caller already read from the file (the molfile's own atom and
+    bond blocks, in RDKit's order), used instead of iterating over RDKit's atoms and bonds when
+    their counts agree with RDKit's.
     """
     if mol.GetNumAtoms() == 0:
         raise ReadError(source, "the record has no atoms", kind="empty")
@@ -62,12 +66,15 @@ def molecule_from_rdkit(mol, source: str, sample_id: str, props: dict[str, float
         raise ReadError(source, "no 3D coordinates: the record is a 2D drawing (z = 0 for every atom); "
                                 "generate a conformer first, e.g. with RDKit's EmbedMolecule",
                         kind="no-3d-coordinates")
-    z = np.array([atom.GetAtomicNum() for atom in mol.GetAtoms()], dtype=np.int64)
+    if atom_table is not None and len(atom_table[0]) == len(pos) and len(atom_table[1]) == mol.GetNumBonds():
+        z, bonds = atom_table
+    else:
+        z = np.array([atom.GetAtomicNum() for atom in mol.GetAtoms()], dtype=np.int64)
+        bonds = np.array([(b.GetBeginAtomIdx(), b.GetEndAtomIdx()) for b in mol.GetBonds()],
+                         dtype=np.int64).reshape(-1, 2)
     if (z == 0).any():
         first = int(np.flatnonzero(z == 0)[0])
         raise unknown_element(source, first, mol.GetAtomWithIdx(first).GetSymbol())
-    bonds = np.array([(b.GetBeginAtomIdx(), b.GetEndAtomIdx()) for b in mol.GetBonds()],
-                     dtype=np.int64).reshape(-1, 2)
     return Molecule(source=source, sample_id=sample_id, pos=pos, z=z,
                     bond_index=both_directions(bonds[:, 0], bonds[:, 1]), props=props or {})
 

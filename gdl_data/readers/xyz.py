@@ -23,31 +23,51 @@ from gdl_data.readers.atoms import atomic_number, molecule_from_atoms, unknown_e
 from gdl_data.readers.validate import never_raises, read_raw
 
 
+def xyz_frame_spans(data: bytes) -> list[tuple[int, int]]:
+    """Byte spans [start, stop) of the frames of an (extended) XYZ file, blank lines between
+    frames skipped. Where a count line is unreadable or a frame is cut short, the last span runs
+    to the end of the file: its parse reports the problem, and nothing after it is a frame."""
+    spans, offset = [], 0
+    lines = data.splitlines(keepends=True)
+    i = 0
+    while i < len(lines):
+        if not lines[i].strip():
+            offset += len(lines[i])
+            i += 1
+            continue
+        count = lines[i].split()[0]
+        end = i + 2 + int(count) if count.isdigit() else len(lines) + 1
+        if end > len(lines):
+            spans.append((offset, len(data)))
+            break
+        size = sum(len(line) for line in lines[i:end])
+        spans.append((offset, offset + size))
+        offset, i = offset + size, end
+    return spans
+
+
 @never_raises
 def read_xyz(path: str, source: str) -> Iterator[Molecule | ReadError]:
     """Yield one Molecule or ReadError per frame of an (extended) XYZ file."""
-    lines = read_raw(path, source).splitlines(keepends=True)
-    start, frame = 0, 0
-    while start < len(lines):
-        if not lines[start].strip():   # blank lines between frames
-            start += 1
-            continue
-        frame_source = f"{source}#{frame}"
-        count_field = lines[start].split()[0].decode("latin-1")
-        if not count_field.isdigit():
-            yield ReadError(frame_source, f"line {start + 1} should hold the frame's atom count, found "
-                                          f"{count_field[:30]!r}; stopped reading here", kind="parse-error")
-            return
-        end = start + 2 + int(count_field)
-        if end > len(lines):
-            yield ReadError(frame_source, f"the frame declares {count_field} atoms but the file ends "
-                                          f"after {max(len(lines) - start - 2, 0)} atom lines", kind="truncated")
-            return
+    data = read_raw(path, source)
+    for frame, (start, stop) in enumerate(xyz_frame_spans(data)):
         try:
-            yield _frame(lines[start:end], frame_source)
+            yield parse_xyz_frame(data[start:stop], f"{source}#{frame}")
         except ReadError as err:
             yield err
-        start, frame = end, frame + 1
+
+
+def parse_xyz_frame(data: bytes, source: str) -> Molecule:
+    """One frame's bytes (count line, comment line, atom lines) as a Molecule; raises ReadError."""
+    lines = data.splitlines(keepends=True)
+    count_field = lines[0].split()[0].decode("latin-1") if lines and lines[0].split() else ""
+    if not count_field.isdigit():
+        raise ReadError(source, f"the frame's first line should hold its atom count, found "
+                                f"{count_field[:30]!r}; stopped reading here", kind="parse-error")
+    if 2 + int(count_field) > len(lines):
+        raise ReadError(source, f"the frame declares {count_field} atoms but the file ends "
+                                f"after {max(len(lines) - 2, 0)} atom lines", kind="truncated")
+    return _frame(lines, source)
 
 
 def _frame(lines: list[bytes], source: str) -> Molecule:
