@@ -7,7 +7,8 @@ Part 1, on N perturbed icosphere meshes (642 vertices) with the full op set, one
 file in 100 edited, and with one op parameter changed. Baseline: the first run (time to
 recompute everything, which is what a per-paper preprocess.py does on any change).
 Part 2, in a fresh process: planning a re-run against a synthetic committed index of 10^6
-unchanged samples (3,907 shards of 256), time and peak memory; no array data exists at all.
+unchanged records of one raw file (3,907 shards of 256), time and peak memory; neither array
+data nor the raw file exists at all.
 """
 from __future__ import annotations
 
@@ -79,30 +80,35 @@ def rerun_costs(n_meshes: int, workdir: str) -> dict:
 
 
 def _synthetic_index(root: str, samples: int, per_shard: int = 256) -> tuple[list, object]:
-    """A committed dataset whose shards hold `samples` unchanged files, sidecars only."""
+    """A committed dataset whose shards hold `samples` unchanged records of ONE raw file (the
+    shape of a 10^6-molecule SDF), sidecars only: planning must not read that file."""
     import pyarrow as pa
     from pipelines.cache import FileState, recipe_keys
     from pipelines.spec import parse_spec
     from storage.manifest import FORMAT, publish_manifest
     from storage.writer import FILES_SCHEMA, table_to_parquet_bytes
 
-    spec = parse_spec({"name": "big", "domain": "mesh", "source": root, "output": root, "ops": OPS, "shard_size": per_shard})
+    spec = parse_spec({"name": "big", "domain": "molecule", "source": root, "output": root,
+                       "ops": {"neighborhoods": {"radius": 5.0}, "eigenbasis": {"k": 8}}, "shard_size": per_shard})
     os.makedirs(os.path.join(root, "shards"), exist_ok=True)
-    states, shards = [], []
+    shards, big = [], "/data/raw/big.sdf"
     for start in range(0, samples, per_shard):
         name = f"s{start:09d}"
-        files = [f"/data/raw/m{i:09d}.ply" for i in range(start, min(start + per_shard, samples))]
-        keys = [f"{i:032x}" for i in range(start, start + len(files))]
-        table = pa.table({"shard": [name] * len(files), "file": files, "file_key": keys,
-                          "size": [1000] * len(files), "mtime_ns": [1] * len(files), "samples": [1] * len(files),
-                          "errors": ["[]"] * len(files)}, schema=FILES_SCHEMA)
+        records = np.arange(start, min(start + per_shard, samples))
+        n = len(records)
+        table = pa.table({"shard": [name] * n, "file": [big] * n, "file_key": ["f" * 32] * n,
+                          "size": [1000 * samples] * n, "mtime_ns": [1] * n, "record": records,
+                          "start": records * 1000, "stop": records * 1000 + 999,
+                          "key": [f"{i:032x}" for i in records], "samples": [1] * n,
+                          "errors": ["[]"] * n}, schema=FILES_SCHEMA)
         with open(os.path.join(root, "shards", f"{name}.files.parquet"), "wb") as fh:
             fh.write(table_to_parquet_bytes(table))
-        shards.append({"name": name, "path": f"shards/{name}.parquet", "rows": len(files), "bytes": 0,
-                       "files": len(files), "first_file": files[0]})
-        states += [FileState(f, 1000, 1) for f in files]
+        shards.append({"name": name, "path": f"shards/{name}.parquet", "rows": n, "bytes": 0,
+                       "files": n, "first_file": big, "first_record": int(start)})
+    states = [FileState(big, 1000 * samples, 1)]
     publish_manifest(root, {"format": FORMAT, "version": 1, "sample_count": samples, "error_count": 0,
-                            "columns": {}, "shards": shards, "errors": None, "recipes": recipe_keys(spec)})
+                            "columns": {}, "shards": shards, "errors": None, "recipes": recipe_keys(spec),
+                            "layout": spec.layout()})
     return states, spec
 
 

@@ -33,7 +33,7 @@ import fsspec
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.parquet as pq
+import pyarrow.dataset as pads
 
 from gdl_data.ops import get_op
 from gdl_data.ops.registry import params_dict
@@ -41,6 +41,7 @@ from gdl_data.readers import READERS_VERSION, record_splitter
 from pipelines.spec import PipelineSpec
 from storage import load_manifest
 from storage.fs import join, resolve
+from storage.writer import FILES_SCHEMA
 
 FORMAT_SALT = "gdl-shard/2"      # 2: items (records) as the unit of work
 SHARD_BYTES = 64 << 20           # at most this much raw input per shard, whatever shard_size says
@@ -183,22 +184,17 @@ def previous_items(uri: str) -> tuple[dict[str, Any] | None, pa.Table | None]:
     except FileNotFoundError:
         return None, None
     fs, root = resolve(uri)
-    tables = []
-    for s in manifest["shards"]:
-        with fs.open(join(root, f"shards/{s['name']}.files.parquet"), "rb") as fh:
-            tables.append(_upgrade_sidecar(pq.read_table(fh)))
-    return manifest, (pa.concat_tables(tables) if tables else None)
-
-
-def _upgrade_sidecar(table: pa.Table) -> pa.Table:
-    """Sidecars written before items existed have one row per whole file."""
-    defaults = {"record": pa.array([WHOLE_FILE] * len(table), pa.int64()),
-                "start": pa.array([0] * len(table), pa.int64()),
-                "stop": table["size"], "key": table["file_key"]}
-    for name, column in defaults.items():
-        if name not in table.column_names:
-            table = table.append_column(name, column)
-    return table.select(["shard", *ITEM_COLUMNS, "samples", "errors"])
+    paths = [join(root, f"shards/{s['name']}.files.parquet") for s in manifest["shards"]]
+    if not paths:
+        return manifest, None
+    # One multi-threaded scan of every sidecar; sidecars written before items existed (one row
+    # per whole file) lack the item columns, which come back null and are filled in here.
+    table = pads.dataset(paths, format="parquet", filesystem=fs, schema=FILES_SCHEMA).to_table()
+    filled = {"record": pc.fill_null(table["record"], WHOLE_FILE), "start": pc.fill_null(table["start"], 0),
+              "stop": pc.coalesce(table["stop"], table["size"]), "key": pc.coalesce(table["key"], table["file_key"])}
+    for name, column in filled.items():
+        table = table.set_column(table.schema.get_field_index(name), name, column)
+    return manifest, table
 
 
 def _np(column: pa.ChunkedArray | pa.Array) -> np.ndarray:
@@ -247,17 +243,22 @@ def kept_shards(prev: pa.Table, cur: pa.Table, retry_errors: bool) -> tuple[np.n
     return shard_names[~broken], placed
 
 
-def reuse_sources(prev: pa.Table, manifest: Mapping[str, Any]) -> dict[str, tuple[str, int, int]]:
-    """item key -> (old shard path, first row of its samples in that shard, rows)."""
+def reuse_sources(prev: pa.Table, manifest: Mapping[str, Any], keys: pa.Array) -> dict[str, tuple[str, int, int]]:
+    """For the item `keys` to compute: key -> (old shard path, first row of its samples in that
+    shard, rows), where an old shard holds that content with at least one sample."""
+    samples = _np(prev["samples"]).astype(np.int64)
+    codes = _np(pc.dictionary_encode(prev["shard"]).combine_chunks().indices)
+    before = np.cumsum(samples) - samples
+    first = np.full(codes.max() + 1, len(codes), dtype=np.int64)
+    np.minimum.at(first, codes, np.arange(len(codes)))
+    row_in_shard = before - before[first[codes]]     # a shard's rows are its items' samples, in order
+    wanted = np.flatnonzero(_np(pc.is_in(prev["key"], value_set=keys)) & (samples > 0))
     paths = {e["name"]: e["path"] for e in manifest["shards"]}
-    shards, keys, samples = prev["shard"].to_pylist(), prev["key"].to_pylist(), _np(prev["samples"])
-    out, row, last = {}, 0, None
-    for shard, key, n in zip(shards, keys, samples):
-        row = 0 if shard != last else row
-        last = shard
-        if paths.get(shard) and n and key not in out:
-            out[key] = (paths[shard], row, int(n))
-        row += int(n)
+    shard, key = prev["shard"].take(wanted).to_pylist(), prev["key"].take(wanted).to_pylist()
+    out: dict[str, tuple[str, int, int]] = {}
+    for s, k, row, n in zip(shard, key, row_in_shard[wanted], samples[wanted]):
+        if paths.get(s) and k not in out:
+            out[k] = (paths[s], int(row), int(n))
     return out
 
 
@@ -282,7 +283,7 @@ def plan_run(spec: PipelineSpec, files: Sequence[str] | Sequence[FileState], *, 
         plan.kept = [entries[n] for n in names]
         plan.reused_items = int(placed.sum())
     rest = cur.filter(pa.array(~placed))
-    sources = reuse_sources(prev, manifest) if prev is not None else {}
+    sources = reuse_sources(prev, manifest, rest["key"].combine_chunks()) if prev is not None and len(rest) else {}
     retry: set[str] = set()
     if retry_errors and prev is not None:
         retry = set(prev.filter(pc.not_equal(prev["errors"], "[]"))["key"].to_pylist())
