@@ -21,6 +21,9 @@ def _prefect_defaults() -> None:
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
     os.environ.setdefault("DO_NOT_TRACK", "1")
     os.environ.setdefault("PREFECT_LOGGING_LEVEL", "INFO")
+    # A temporary server on a loaded 2-core machine took over 20 s (Prefect's default limit) to
+    # answer; the run then failed before doing any work.
+    os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "90")
 
 
 def cmd_preprocess(args) -> int:

@@ -57,7 +57,10 @@ def dask_client(address: str | None = None, n_workers: int | None = None,
     # One BLAS thread per worker, or N workers x N threads oversubscribe the cores.
     env = {"OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
     settings = {"distributed.worker.multiprocessing-method": _start_method(),
-                "distributed.scheduler.allowed-failures": 0}
+                "distributed.scheduler.allowed-failures": 0,
+                # One task per worker thread at a time, the rest queued on the scheduler: a
+                # worker that dies then takes only the task it was running down with it.
+                "distributed.scheduler.worker-saturation": 1.0}
     with dask.config.set(settings), \
             LocalCluster(n_workers=n_workers or default_workers(), threads_per_worker=1, processes=True,
                          memory_limit=memory_per_worker or "auto", dashboard_address=":0",

@@ -124,3 +124,41 @@ def _write_spheres(folder: str) -> None:
             healpy.write_map(target, healpy.reorder(ring, r2n=True) if nest else ring, nest=nest,
                              overwrite=True, dtype=ring.dtype)
         write_once(os.path.join(folder, name), write)
+
+
+# Small organic molecules of QM9's kind (C, N, O, F; at most 9 heavy atoms), for generated SDFs.
+SMALL_MOLECULES = ("CCO", "CC(=O)O", "c1ccccc1", "CC(C)O", "CCN", "OCCO", "CC#N", "C1CCCCC1", "CC(=O)N",
+                   "c1ccncc1", "CCOC", "CC(C)(C)O", "NCCO", "C1CCOC1", "CC=O", "COC(=O)C", "c1ccoc1", "CCCC",
+                   "CC(N)C(=O)O", "OC1CCCC1", "FC(F)F", "CCF", "C=CC=O", "N#CC#N", "Cc1ccccc1",
+                   "OC(=O)CC(=O)O", "CN(C)C", "c1cc[nH]c1", "CC(O)CO", "O=C1CCCC1")
+
+
+def write_conformer_sdf(path: str, count: int, seed: int = 0) -> None:
+    """One SDF of `count` 3D molecules with hydrogens, QM9's shape (one file, many records).
+
+    Each record is one of SMALL_MOLECULES embedded by RDKit's ETKDG (fixed seed), randomly
+    rotated and jittered by 0.01 Å so that every record's bytes (its sample id) differ, with a
+    numeric `gap` property as a label. Deterministic for a given (count, seed).
+    """
+    import numpy as np
+    from rdkit import Chem
+    from rdkit.Chem import AllChem
+
+    rng = np.random.default_rng(seed)
+    pool = []
+    for smiles in SMALL_MOLECULES:
+        mol = Chem.AddHs(Chem.MolFromSmiles(smiles))
+        AllChem.EmbedMolecule(mol, randomSeed=1)
+        pool.append(mol)
+    writer = Chem.SDWriter(path)
+    for i in range(count):
+        mol = Chem.Mol(pool[i % len(pool)])
+        conformer = mol.GetConformer()
+        rotation, _ = np.linalg.qr(rng.normal(size=(3, 3)))
+        xyz = conformer.GetPositions() @ rotation.T + rng.normal(scale=0.01, size=(mol.GetNumAtoms(), 3))
+        for atom, point in enumerate(xyz):
+            conformer.SetAtomPosition(atom, point.tolist())
+        mol.SetProp("_Name", f"mol{i}")
+        mol.SetProp("gap", f"{rng.normal():.4f}")
+        writer.write(mol)
+    writer.close()

@@ -65,19 +65,20 @@ def _submit_shard(client: Client, job: Job, shard: ShardPlan) -> Future:
 
 
 def _isolated_retry(client: Client, job: Job, shard: ShardPlan) -> ShardResult:
-    """After a worker died on `shard`: each item alone; those that kill a worker again become
-    `worker-died` rows, the others are written to the shard as usual."""
+    """After a worker died on `shard`: each item alone, one at a time (a worker dying then takes
+    no other task with it); those that kill a worker again become `worker-died` rows, the others
+    are written to the shard as usual. Arrays stay on the workers."""
     spec = job.spec
-    items = [client.submit(process_item, item, spec.domain, spec.ops, reuse, job.labels, pure=False,
-                           key=f"item-{shard.name}-{i}")
-             for i, (item, reuse) in enumerate(zip(shard.items, shard.reuse))]
-    wait_for(items)
-    for i, fut in enumerate(items):
+    items = []
+    for i, (item, reuse) in enumerate(zip(shard.items, shard.reuse)):
+        fut = client.submit(process_item, item, spec.domain, spec.ops, reuse, job.labels, pure=False,
+                            key=f"item-{shard.name}-{i}")
+        wait_for(fut)
         if fut.status == "error":
-            exc = fut.exception()
-            if not is_worker_death(exc):
-                raise exc
-            items[i] = client.submit(died_result, shard.items[i], _DIED, pure=False)
+            if not is_worker_death(fut.exception()):
+                raise fut.exception()
+            fut = client.submit(died_result, item, _DIED, pure=False)
+        items.append(fut)
     return client.submit(write_items, spec.output, shard.name, items, spec.row_group_size, pure=False,
                          key=f"write-{shard.name}").result()
 

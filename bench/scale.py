@@ -1,0 +1,136 @@
+"""Issue 10 benchmark: one SDF of many molecules, `gdl preprocess` against the plain script.
+
+    python -m bench.scale [--molecules 6000] [--repeats 3] [--workers 1 2]
+
+Data: one SDF file of N small 3D molecules (QM9's shape; pipelines/demo_data.py
+`write_conformer_sdf`). Work: `neighborhoods: {radius: 5.0}` and `eigenbasis: {k: 8}`.
+Baseline, in the same run: bench/scale_plain.py, the single-process loop a user would write
+(RDKit, cKDTree, numpy eigh, np.savez). Both are timed as whole commands (interpreter start,
+imports, cluster start included), each a fresh process writing a fresh output, medians of
+`--repeats`. Then the re-run costs, against gdl's own first run: one record appended, one
+record in the middle edited, one removed (op computations counted from the manifest).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+SPEC = """name: molecules
+domain: molecule
+source: {source}
+output: {output}
+ops:
+  neighborhoods: {{radius: 5.0}}
+  eigenbasis: {{k: 8}}
+"""
+
+
+def _timed(cmd: list[str], env: dict | None = None) -> float:
+    start = time.perf_counter()
+    subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
+    return time.perf_counter() - start
+
+
+def _env(workdir: str) -> dict:
+    home = os.path.join(workdir, "prefect-home")
+    os.makedirs(home, exist_ok=True)
+    env = {**os.environ, "PREFECT_HOME": home, "PREFECT_SERVER_ANALYTICS_ENABLED": "false"}
+    env.pop("PREFECT_API_URL", None)
+    return env
+
+
+def _gdl(workdir: str, sdf: str, output: str, *flags: str) -> float:
+    spec = os.path.join(workdir, "spec.yaml")
+    with open(spec, "w") as fh:
+        fh.write(SPEC.format(source=sdf, output=output))
+    return _timed([sys.executable, "-m", "flows.cli", "preprocess", spec, *flags], _env(workdir))
+
+
+def _fresh(path: str) -> str:
+    shutil.rmtree(path, ignore_errors=True)
+    return path
+
+
+def first_runs(workdir: str, sdf: str, repeats: int, workers: list[int]) -> dict[str, list[float]]:
+    times: dict[str, list[float]] = {"plain script": []}
+    out = os.path.join(workdir, "out")
+    for _ in range(repeats):       # interleaved, so that load drifts hit every row alike
+        times["plain script"].append(_timed([sys.executable, "-m", "bench.scale_plain", sdf, _fresh(out)]))
+        for w in workers:
+            times.setdefault(f"gdl preprocess, {w} worker(s)", []).append(
+                _gdl(workdir, sdf, _fresh(out), "--workers", str(w)))
+    times["gdl preprocess --prefect (temporary server)"] = [_gdl(workdir, sdf, _fresh(out), "--prefect")]
+    return times
+
+
+def _records(sdf: str) -> list[bytes]:
+    with open(sdf, "rb") as fh:
+        return fh.read().split(b"$$$$\n")[:-1]
+
+
+def _write_records(sdf: str, records: list[bytes]) -> None:
+    with open(sdf, "wb") as fh:
+        fh.write(b"".join(r + b"$$$$\n" for r in records))
+
+
+def rerun_costs(workdir: str, sdf: str) -> dict[str, dict]:
+    """gdl's first run, then one append, one edit in the middle, one removal: seconds and the
+    op computations each re-run made."""
+    own = os.path.join(workdir, "edits.sdf")
+    shutil.copyfile(sdf, own)
+    output = _fresh(os.path.join(workdir, "edits-out"))
+    records = _records(own)
+    middle = len(records) // 2
+    edited = records[middle].replace(b"mol", b"MOL", 1)         # the title line: new bytes, same molecule
+    steps = {"first run": lambda: None,
+             "one record appended": lambda: _write_records(own, records + [records[1].replace(b"mol", b"new", 1)]),
+             "one record edited (middle)": lambda: _write_records(own, records[:middle] + [edited] + records[middle + 1:] +
+                                                                  [records[1].replace(b"mol", b"new", 1)]),
+             "one record removed (middle)": lambda: _write_records(own, records[:middle] + records[middle + 1:] +
+                                                                   [records[1].replace(b"mol", b"new", 1)])}
+    out = {}
+    for label, change in steps.items():
+        change()
+        seconds = _gdl(workdir, own, output)
+        with open(os.path.join(output, "manifest.json")) as fh:
+            run = json.load(fh)["run"]
+        out[label] = {"seconds": seconds, "computed": run["op_samples_computed"],
+                      "samples": run.get("items_computed")}
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--molecules", type=int, default=6000)
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--workers", type=int, nargs="+", default=[1, 2])
+    args = parser.parse_args()
+    from pipelines.demo_data import write_conformer_sdf
+    with tempfile.TemporaryDirectory(prefix="gdl-bench-scale-") as workdir:
+        sdf = os.path.join(workdir, "molecules.sdf")
+        write_conformer_sdf(sdf, args.molecules, seed=0)
+        load = os.getloadavg()[0]
+        times = first_runs(workdir, sdf, args.repeats, args.workers)
+        costs = rerun_costs(workdir, sdf)
+    plain = statistics.median(times["plain script"])
+    print(f"\n{args.molecules} molecules in one SDF; ops radius 5.0 + eigenbasis k 8; {os.cpu_count()} cores; "
+          f"load average {load:.1f} at start, {os.getloadavg()[0]:.1f} at end; medians of {args.repeats}")
+    print(f"{'command (whole process)':48s} {'median s':>9s} {'runs':>22s} {'speed vs plain':>15s}")
+    for label, runs in times.items():
+        med = statistics.median(runs)
+        print(f"{label:48s} {med:9.2f} {str([round(r, 2) for r in runs]):>22s} {plain / med:14.2f}x")
+    first = costs["first run"]["seconds"]
+    print(f"\n{'re-run after':32s} {'seconds':>8s} {'vs first run':>13s}  op samples computed")
+    for label, c in costs.items():
+        print(f"{label:32s} {c['seconds']:8.2f} {c['seconds'] / first:13.3f}  {c['computed']}")
+
+
+if __name__ == "__main__":
+    main()
