@@ -73,11 +73,10 @@ def parse_sdf_record(record: bytes, source: str) -> Molecule:
                                              removeHs=False), None)
         if mol is None:
             raise ReadError(source, "RDKit cannot parse this record as a molfile", kind="parse-error")
-        problems = Chem.DetectChemistryProblems(mol)
-        if problems:
-            more = f" (and {len(problems) - 1} more problems)" if len(problems) > 1 else ""
-            raise ReadError(source, problems[0].Message() + more, kind="invalid-chemistry")
-        Chem.SanitizeMol(mol)
+        try:    # one sanitization: DetectChemistryProblems first would run it twice
+            Chem.SanitizeMol(mol)
+        except Chem.rdchem.MolSanitizeException as exc:
+            raise ReadError(source, str(exc).strip().splitlines()[0], kind="invalid-chemistry") from None
     return molecule_from_rdkit(mol, source, content_id(record), numeric_props(mol), atom_table=table)
 
 
@@ -104,9 +103,17 @@ def _check_v2000_block(record: bytes, source: str) -> tuple[np.ndarray, np.ndarr
         raise ReadError(source, f"the counts line declares {num_atoms} atoms and {num_bonds} bonds "
                                 f"({4 + num_atoms + num_bonds} lines) but the record has {len(lines)} lines",
                         kind="truncated")
+    atom_lines = lines[4:4 + num_atoms]
+    try:    # all coordinates at once; atom by atom only to name the bad one
+        finite = np.isfinite(np.array([(line[0:10], line[10:20], line[20:30]) for line in atom_lines],
+                                      dtype=np.float64)).all()
+    except ValueError:
+        finite = False
+    if not finite:
+        for atom, line in enumerate(atom_lines):
+            _check_coordinates(source, atom, (line[0:10], line[10:20], line[20:30]))
     z = np.empty(num_atoms, dtype=np.int64)
-    for atom, line in enumerate(lines[4:4 + num_atoms]):
-        _check_coordinates(source, atom, (line[0:10], line[10:20], line[20:30]))
+    for atom, line in enumerate(atom_lines):
         number = atomic_number(line[31:34].strip(), case_sensitive=False)
         if number is None:
             raise unknown_element(source, atom, line[31:34].strip())
