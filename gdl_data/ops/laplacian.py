@@ -21,6 +21,8 @@ from __future__ import annotations
 import numpy as np
 import scipy.sparse as sp
 
+from gdl_data.params import Choice, check_value
+
 NORMALIZATIONS = ("combinatorial", "sym")
 POINT_CLOUD_NEIGHBORS = 30      # robust-laplacian's default neighbourhood for point clouds
 
@@ -79,9 +81,7 @@ def graph_laplacian(num_nodes: int, edge_index: np.ndarray, edge_weight: np.ndar
 
     Returns (L (n, n) csr, ones (n,)).
     """
-    if normalization not in NORMALIZATIONS:
-        raise ValueError(f"normalization must be one of {', '.join(NORMALIZATIONS)}, "
-                         f"not {normalization!r}")
+    check_value("normalization", normalization, Choice(NORMALIZATIONS))
     src, dst = np.asarray(edge_index, dtype=np.int64).reshape(2, -1)
     weight = (np.ones(len(src)) if edge_weight is None
               else np.asarray(edge_weight, dtype=np.float64).reshape(-1))

@@ -1,0 +1,55 @@
+"""`gdl validate`: every problem of every spec at once, before Prefect or Dask start.
+
+Reads the spec files (preprocessing or training) and the preprocessing sources' file listing;
+writes nothing. `gdl preprocess`, `train` and `serve` run the same check first, so a bad spec
+costs a second and prints one line per problem, and leaves no dataset folder behind.
+"""
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from gdl_data.errors import SpecError, problems_of
+from pipelines.spec import load_spec, read_spec_file
+
+
+def is_training_spec(raw: Any) -> bool:
+    return isinstance(raw, dict) and "model" in raw
+
+
+def spec_problems(path: str, *, source: str | None = None, check_source: bool = True) -> list[str]:
+    """The problems of one spec file (one line each); [] when it is valid.
+
+    source: overrides the spec's `source` (as `gdl preprocess --source` does); check_source:
+    also list the source and judge its files against the domain (preprocessing specs).
+    """
+    try:
+        if is_training_spec(read_spec_file(path)):
+            from pipelines.train_spec import load_train_spec   # imports torch: only when needed
+            load_train_spec(path)
+            return []
+        spec = load_spec(path)
+    except SpecError as exc:
+        return problems_of(exc)
+    if not check_source:
+        return []
+    from pipelines.sources import source_problems
+    return source_problems(source or spec.source, spec.domain, path)
+
+
+def validate_specs(paths: list[str], **options: Any) -> list[str]:
+    """Problems of every spec named (folders: their *.yaml / *.yml files)."""
+    problems: list[str] = []
+    for path in expand(paths):
+        problems += spec_problems(path, **options)
+    return problems
+
+
+def expand(paths: list[str]) -> list[str]:
+    out = []
+    for p in paths:
+        if os.path.isdir(p):
+            out += sorted(os.path.join(p, f) for f in os.listdir(p) if f.endswith((".yaml", ".yml")))
+        else:
+            out.append(p)
+    return out
