@@ -231,7 +231,7 @@ def yaml_text(value: Any) -> str:
         return str(value).lower()
     if isinstance(value, (list, tuple)):
         return "[" + ", ".join(yaml_text(v) for v in value) + "]"
-    return f"{value:g}" if isinstance(value, float) else str(value)
+    return repr(value) if isinstance(value, float) else str(value)
 
 
 def param(default: Any, *constraints: Constraint, doc: str = "", example: Any = None) -> Any:
