@@ -30,6 +30,22 @@ class Field:
     values: np.ndarray          # (n,) float64; unreachable / missing values are NaN
     label: str
     marker: int | None = None
+    categorical: bool = False   # class labels: discrete colours and a legend, not a colour bar
+
+    @property
+    def unreachable(self) -> bool:
+        """Some values are NaN (inf distances): the picture needs a legend for their grey."""
+        return bool(np.isnan(self.values).any())
+
+
+MAX_CLASSES = 12   # more distinct labels than this read better as a continuous scale
+
+
+def _is_classes(column: str, values: np.ndarray) -> bool:
+    # `y` holds labels (node classes from a graph file, folder names); a few whole numbers.
+    finite = values[np.isfinite(values)]
+    return column == "y" and finite.size > 0 and bool(np.all(finite == np.round(finite))) \
+        and len(np.unique(finite)) <= MAX_CLASSES
 
 
 def parse_column(text: str) -> tuple[str, int | None]:
@@ -83,7 +99,8 @@ def resolve_field(sample: Mapping[str, Any], column: str, component: int | None)
         if component:
             raise SpecError(f"{_where(sample)}: column '{column}' has one value per node; "
                             f"write '--column {column}' without ':{component}'")
-        return Field(_finite_or_nan(arr), column)
+        values = _finite_or_nan(arr)
+        return Field(values, column, categorical=_is_classes(column, values))
     if arr.ndim == 2 and arr.shape[0] == n:
         j = _check_component(sample, column, component or 0, arr.shape[1], "components")
         return Field(_finite_or_nan(arr[:, j]), f"{column}:{j}")

@@ -58,10 +58,10 @@ def render_sample(sample: Mapping[str, Any], column: str | None, component: int 
     Path(out).parent.mkdir(parents=True, exist_ok=True)
 
     if domain == "mesh":
-        from gdl_data.viz.mesh import glyph_vectors, render_mesh
+        from gdl_data.viz.mesh import GLYPH_TITLES, glyph_vectors, render_mesh
         arrows = glyph_vectors(sample, glyphs) if glyphs else []
         return render_mesh(sample["pos"], sample.get("faces"), fields, out, size, title=title,
-                           arrows=arrows)
+                           arrows=arrows, arrows_title=GLYPH_TITLES.get(glyphs, ""))
     if domain == "sphere":
         from gdl_data.viz.sphere import render_sphere
         import healpy as hp
