@@ -46,6 +46,7 @@ from typing import Any, Mapping
 
 
 from gdl_data.errors import SpecError
+from gdl_data.params import REQUIRED, Integer, Number, Param
 from gdl_data.models import get_model
 from pipelines.schedule import Schedule, parse_schedule
 from pipelines.spec import check_keys, read_spec_file, resolve_path
@@ -109,15 +110,12 @@ class TrainSpec:
 
 
 def _number(where: str, key: str, value: Any, *, integer: bool, low: float, example: str,
-            low_open: bool = False, high: float | None = None) -> Any:
-    kind = int if integer else (int, float)
-    ok = isinstance(value, kind) and not isinstance(value, bool)
-    ok = ok and (value > low if low_open else value >= low) and (high is None or value < high)
-    if not ok:
-        bound = f"> {low}" if low_open else f">= {low}"
-        bound += f" and < {high}" if high is not None else ""
-        raise SpecError(f"{where}: {key} must be {'an integer' if integer else 'a number'} {bound}, "
-                        f"got {value!r}; e.g. {key}: {example}")
+              low_open: bool = False, high: float | None = None) -> Any:
+    # The one numeric check of gdl_data/params.py, with the message form every spec shares.
+    constraint = Integer(low, high) if integer else Number(low, high, low_open=low_open)
+    problem = Param(REQUIRED, (constraint,), example=example).problem(key, value)
+    if problem:
+        raise SpecError(f"{where}: {problem}")
     return value
 
 

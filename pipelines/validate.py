@@ -33,8 +33,21 @@ def spec_problems(path: str, *, source: str | None = None, check_source: bool = 
         return problems_of(exc)
     if not check_source:
         return []
-    from pipelines.sources import source_problems
-    return source_problems(source or spec.source, spec.domain, path)
+    return _source_and_label_problems(path, source or spec.source, spec.domain, spec.labels)
+
+
+def _source_and_label_problems(path: str, source: str, domain: str, labels: Any) -> list[str]:
+    from pipelines.labels import build_label_rule
+    from pipelines.sources import list_source_files, source_problems
+    problems = source_problems(source, domain, path)
+    if problems or not labels:
+        return problems
+    try:   # labels are resolved against the files: {from: folder} classes, a table's rows
+        build_label_rule(labels, list_source_files(source, domain)[0], source,
+                         os.path.dirname(os.path.abspath(path)))
+    except (SpecError, OSError) as exc:
+        return [f"{path}: {line}" for line in (problems_of(exc) if isinstance(exc, SpecError) else [str(exc)])]
+    return []
 
 
 def validate_specs(paths: list[str], **options: Any) -> list[str]:

@@ -116,3 +116,11 @@ def test_a_valid_spec_passes(tmp_path, meshes):
     run = _gdl("validate", path)
     assert run.returncode == 0, run.stderr
     assert not (tmp_path / "ds").exists()
+
+
+def test_labels_are_checked_against_the_source(tmp_path, meshes):
+    path = _write(tmp_path, f"name: s\ndomain: mesh\nsource: {meshes}\noutput: {tmp_path}/ds\n"
+                            "labels: {table: missing.csv}\n")
+    from pipelines.validate import spec_problems
+    problems = spec_problems(path)
+    assert len(problems) == 1 and "missing.csv" in problems[0]
