@@ -208,12 +208,22 @@ def main(argv: list[str] | None = None) -> int:
         _flush_prefect_logs()
 
 
+def _dataset_locked() -> type:
+    # Evaluated when an exception is caught: storage is imported only by commands that use it
+    # (a spec check must not pay ~1 s for pyarrow.dataset), and only they can raise its lock error.
+    storage = sys.modules.get("storage")
+    return storage.DatasetLocked if storage is not None else _NeverRaised
+
+
+class _NeverRaised(Exception):
+    """Never raised: stands in for storage.DatasetLocked while storage is not imported."""
+
+
 def _run(args) -> int:
     from gdl_data.errors import GdlError, problems_of
-    from storage import DatasetLocked
     try:
         return args.func(args)
-    except (GdlError, FileNotFoundError, DatasetLocked) as exc:
+    except (GdlError, FileNotFoundError, _dataset_locked()) as exc:
         if args.debug:
             traceback.print_exc()
         return _report(args.command, problems_of(exc) if isinstance(exc, GdlError) else [str(exc)])
