@@ -264,11 +264,17 @@ def check_params(obj: Any) -> None:
         raise ValueError(found[0])
 
 
-def check_value(name: str, value: Any, *constraints: Constraint, example: Any = None) -> Any:
-    """Validate one argument of a Python call (not a spec): returns it, or raises ValueError."""
-    problem = Param(REQUIRED, tuple(constraints), example=example).problem(name, value)
+def value_problem(name: str, value: Any, *constraints: Constraint, example: Any = None) -> str | None:
+    """One value against constraints: None when valid, else the one-line message."""
+    return Param(REQUIRED, tuple(constraints), example=example).problem(name, value)
+
+
+def check_value(name: str, value: Any, *constraints: Constraint, example: Any = None,
+                error: type[Exception] = ValueError) -> Any:
+    """Validate one argument of a call: returns it, or raises `error` (ValueError by default)."""
+    problem = value_problem(name, value, *constraints, example=example)
     if problem:
-        raise ValueError(problem)
+        raise error(problem)
     return value
 
 

@@ -17,6 +17,7 @@ from typing import Any, Mapping
 import numpy as np
 
 from gdl_data.errors import SpecError
+from gdl_data.params import Integer, check_value
 
 # What each domain shows when no --column is given (eigenfunction 0 is constant, so 1).
 DEFAULT_COLUMNS = {"mesh": ("evecs", 1), "sphere": ("values", 0), "graph": ("y", 0),
@@ -110,8 +111,7 @@ def resolve_field(sample: Mapping[str, Any], column: str, component: int | None)
 
 def resolve_grid(sample: Mapping[str, Any], column: str, start: int | None, count: int) -> list[Field]:
     """`count` consecutive components of `column` from `start` (default 0): the `--grid` panels."""
-    if count < 1:
-        raise SpecError(f"--grid must be a positive number of panels, got {count}")
+    check_value("--grid", count, Integer(1), example=8, error=SpecError)
     start = start or 0
     arr = np.asarray(require_column(sample, column))
     available = arr.shape[0] if column == "geo_dist" else (arr.shape[1] if arr.ndim == 2 else 1)

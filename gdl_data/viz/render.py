@@ -13,6 +13,7 @@ import numpy as np
 
 from gdl_data.domains import DOMAINS
 from gdl_data.errors import SpecError
+from gdl_data.params import Integer, check_value
 from gdl_data.viz.fields import (DEFAULT_COLUMNS, Field, node_count, parse_column,
                                  resolve_field, resolve_grid, sample_title)
 
@@ -95,8 +96,8 @@ def _fields(sample: Mapping[str, Any], domain: str, column: str | None, componen
 
 
 def _merge_component(column: str | None, component: int | None) -> tuple[str | None, int | None]:
-    if component is not None and (not isinstance(component, (int, np.integer)) or component < 0):
-        raise SpecError(f"component must be a non-negative integer, got {component!r}")
+    if component is not None:
+        check_value("component", component, Integer(0), error=SpecError)
     if column is None or ":" not in column:
         return column, component
     name, j = parse_column(column)
