@@ -1,6 +1,6 @@
 """Parameters declared once: type, range or choices, default, meaning and an example.
 
-In the spirit of scikit-learn's `sklearn/utils/_param_validation.py`: a constraint is an object
+In the spirit of scikit-learn's parameter validation (its `Interval`, `StrOptions`): a constraint is an object
 that tests a value and describes itself, a parameter is valid when it meets one of its
 constraints, and the message lists them. Here each parameter is declared in its dataclass::
 

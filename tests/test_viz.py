@@ -278,7 +278,8 @@ TAB_ORANGE = dict(red=(240, 255), green=(115, 140), blue=(0, 30))
 def test_graph_classes_in_discrete_colours_over_the_whole_canvas(karate, tmp_path):
     from gdl_data.viz.fields import resolve_field
     assert resolve_field(karate, "y", None).categorical and not resolve_field(karate, "evecs", 1).categorical
-    rgb = np.asarray(Image.open(render_sample(karate, "y", None, tmp_path / "y.png", size=SIZE)).convert("RGB")).astype(int)
+    picture = render_sample(karate, "y", None, tmp_path / "y.png", size=SIZE)
+    rgb = np.asarray(Image.open(picture).convert("RGB")).astype(int)
     blue = np.argwhere(np.all([(rgb[..., c] >= lo) & (rgb[..., c] <= hi) for c, (lo, hi) in
                                enumerate(TAB_BLUE.values())], axis=0))
     assert len(blue) > 200 and count(rgb, **TAB_ORANGE) > 200        # one colour per faction
