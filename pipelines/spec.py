@@ -113,8 +113,8 @@ def parse_spec(raw: Mapping[str, Any], *, base_dir: str = ".", where: str = "spe
     problems += [f"{where}: '{key}' is required, e.g. {key}: {SPEC_PARAMS[key].example}"
                  for key, p in SPEC_PARAMS.items() if p.default is REQUIRED and key not in raw]
     problems += [f"{where}: {p}" for p in problems_in(SPEC_PARAMS, raw)]
-    steps = _collect(problems, lambda: _parse_ops(raw.get("ops"), raw.get("domain"), where), ())
-    schedule = _collect(problems, lambda: parse_schedule(raw.get("schedule"), where), None) \
+    steps = collect_problems(problems, lambda: _parse_ops(raw.get("ops"), raw.get("domain"), where), ())
+    schedule = collect_problems(problems, lambda: parse_schedule(raw.get("schedule"), where), None) \
         if isinstance(raw.get("schedule"), Mapping) else None
     if problems:
         raise SpecProblems(problems)
@@ -126,8 +126,8 @@ def parse_spec(raw: Mapping[str, Any], *, base_dir: str = ".", where: str = "spe
     )
 
 
-def _collect(problems: list[str], parse, fallback):
-    # Run one sub-parser; its problems join the list instead of stopping the others.
+def collect_problems(problems: list[str], parse, fallback=None):
+    """Run one sub-parser; its problems join `problems` instead of stopping the others."""
     try:
         return parse()
     except SpecError as exc:
@@ -145,8 +145,8 @@ def _parse_ops(ops_raw: Any, domain: Any, where: str) -> tuple[OpStep, ...]:
             problems.append(f"parameters of op '{name}' must be a mapping, e.g. {name}: {{}}"
                             + (" (YAML read it as a boolean)" if isinstance(params, bool) else ""))
             continue
-        op = _collect(problems, lambda: get_op(name), None)
-        step = op and _collect(problems, lambda: OpStep(name, op.parse_params(params, domain)), None)
+        op = collect_problems(problems, lambda: get_op(name), None)
+        step = op and collect_problems(problems, lambda: OpStep(name, op.parse_params(params, domain)), None)
         if step is not None:
             steps.append(step)
     if problems:

@@ -124,3 +124,17 @@ def test_labels_are_checked_against_the_source(tmp_path, meshes):
     from pipelines.validate import spec_problems
     problems = spec_problems(path)
     assert len(problems) == 1 and "missing.csv" in problems[0]
+
+
+def test_a_training_spec_lists_every_problem_too():
+    from pipelines.train_spec import parse_train_spec
+    raw = {"name": "k", "dataset": "d", "model": "gcnn", "task": "nodes", "target": "y", "epoch": 3,
+           "epochs": 0, "output": "runs", "split": {"test": 1.5}}
+    with pytest.raises(SpecProblems) as info:
+        parse_train_spec(raw, where="t.yaml")
+    lines = info.value.problems
+    for words in ("unknown key 'epoch'; did you mean 'epochs'", "unknown model 'gcnn'; did you mean 'gcn'",
+                  "task 'nodes' is not one of", "epochs must be an integer ≥ 1, got 0",
+                  "split.test must be a number in (0, 1), got 1.5"):
+        assert sum(words in line for line in lines) == 1, words
+    assert len(lines) == 5 and all(line.startswith("t.yaml: ") for line in lines)
