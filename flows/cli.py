@@ -39,7 +39,7 @@ def cmd_validate(args) -> int:
 
 def cmd_preprocess(args) -> int:
     from pipelines.validate import spec_problems
-    if _report("preprocess", spec_problems(args.spec, source=args.source)):
+    if _report("preprocess", spec_problems(args.spec, source=args.source, kind="preprocess")):
         return EXIT_USAGE                 # before Prefect, Dask or any folder is created
     from flows.preprocess import preprocess_flow
     summary = preprocess_flow(args.spec, source=args.source, output=args.output,
@@ -53,7 +53,7 @@ def cmd_preprocess(args) -> int:
 
 def cmd_train(args) -> int:
     from pipelines.validate import spec_problems
-    if _report("train", spec_problems(args.spec, check_source=False)):
+    if _report("train", spec_problems(args.spec, check_source=False, kind="train")):
         return EXIT_USAGE
     from flows.train import train_flow
     result = train_flow(args.spec, device=args.device)

@@ -17,14 +17,20 @@ def is_training_spec(raw: Any) -> bool:
     return isinstance(raw, dict) and "model" in raw
 
 
-def spec_problems(path: str, *, source: str | None = None, check_source: bool = True) -> list[str]:
+def spec_problems(path: str, *, source: str | None = None, check_source: bool = True,
+                  kind: str | None = None) -> list[str]:
     """The problems of one spec file (one line each); [] when it is valid.
 
     source: overrides the spec's `source` (as `gdl preprocess --source` does); check_source:
-    also list the source and judge its files against the domain (preprocessing specs).
+    also list the source and judge its files against the domain (preprocessing specs); kind:
+    "preprocess" or "train" when the command needs that kind of spec.
     """
     try:
-        if is_training_spec(read_spec_file(path)):
+        training = is_training_spec(read_spec_file(path))
+        if kind is not None and training != (kind == "train"):
+            other = "gdl train" if training else "gdl preprocess"
+            return [f"{path}: this is a {'training' if training else 'preprocessing'} spec; run it with {other}"]
+        if training:
             from pipelines.train_spec import load_train_spec   # imports torch: only when needed
             load_train_spec(path)
             return []
