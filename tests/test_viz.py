@@ -305,3 +305,14 @@ def test_show_refuses_an_index_out_of_range_with_exit_2(tmp_path, capsys):
     assert main(["show", str(tmp_path / "ds"), "7", "--out", str(tmp_path / "x.png")]) == 2
     err = capsys.readouterr().err
     assert "sample index 7 is out of range" in err and "4 samples, 0 to 3" in err and "Traceback" not in err
+
+
+def test_unreachable_atoms_are_drawn_grey_not_dropped(paracetamol, tmp_path):
+    n = len(paracetamol["pos"])
+    dist = np.arange(n, dtype=float)[None]
+    dist[0, -4:] = np.inf                                   # four atoms in another fragment
+    sample = {**paracetamol, "geo_dist": dist, "geo_sources": np.array([0])}
+    rgb = load_png(render_sample(sample, "geo_dist:0", None, tmp_path / "m.png", size=SIZE))
+    grey = dict(red=(205, 215), green=(205, 215), blue=(205, 215))
+    body = rgb[: int(0.9 * SIZE[1])]                        # above the legend row
+    assert count(body, **grey) > 300                        # the grey balls themselves
