@@ -49,3 +49,13 @@ def test_the_readme_duckdb_query_reads_only_the_current_version(tmp_path):
         con.execute(statement)
     rows = con.execute(query).fetchall()
     assert sorted(r[0] for r in rows) == sorted(r["sample_id"] for r in current)
+
+
+def test_every_op_parameter_is_declared():
+    """A parameter without `param(...)` would be checked nowhere and missing from the table."""
+    import dataclasses
+
+    from gdl_data.params import declared
+    for name, op in list_ops().items():
+        fields = {f.name for f in dataclasses.fields(op.params_type)}
+        assert set(declared(op.params_type)) == fields, f"{name}: declare every field with param(...)"
