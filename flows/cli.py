@@ -26,7 +26,25 @@ def _prefect_defaults() -> None:
     os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "90")
 
 
+def _report(command: str, problems: list[str]) -> int:
+    """Print each problem on its own line; EXIT_USAGE when there is one."""
+    for line in problems:
+        print(f"gdl {command}: error: {line}", file=sys.stderr)
+    return EXIT_USAGE if problems else EXIT_OK
+
+
+def cmd_validate(args) -> int:
+    from pipelines.validate import expand, validate_specs
+    problems = validate_specs(args.specs)
+    if not problems:
+        print(f"{len(expand(args.specs))} spec(s) valid")
+    return _report("validate", problems)
+
+
 def cmd_preprocess(args) -> int:
+    from pipelines.validate import spec_problems
+    if _report("preprocess", spec_problems(args.spec, source=args.source, kind="preprocess")):
+        return EXIT_USAGE                 # before Prefect, Dask or any folder is created
     overrides = {"source": args.source, "output": args.output, "dask_address": args.dask_address,
                  "workers": args.workers, "worker_memory": args.worker_memory}
     if args.prefect or os.environ.get("PREFECT_API_URL"):
@@ -57,6 +75,9 @@ def _preprocess_here(args, overrides: dict) -> dict:
 
 
 def cmd_train(args) -> int:
+    from pipelines.validate import spec_problems
+    if _report("train", spec_problems(args.spec, check_source=False, kind="train")):
+        return EXIT_USAGE
     from flows.train import train_flow
     result = train_flow(args.spec, device=args.device)
     print(json.dumps(result, indent=2, default=str))
@@ -64,6 +85,9 @@ def cmd_train(args) -> int:
 
 
 def cmd_serve(args) -> int:
+    from pipelines.validate import validate_specs
+    if _report("serve", validate_specs(args.specs, check_source=False)):
+        return EXIT_USAGE
     from flows.serve import plan_deployments, serve_specs
     for p in plan_deployments(args.specs):
         when = (p.schedule.cron or f"every {p.schedule.interval_seconds:g} s") if p.schedule else "on demand"
@@ -75,8 +99,12 @@ def cmd_serve(args) -> int:
 
 def cmd_show(args) -> int:
     from gdl_data import open_dataset
+    from gdl_data.errors import GdlError
     from gdl_data.viz import parse_column, render_sample
     ds = open_dataset(args.dataset, version=args.version)
+    if not -len(ds) <= args.index < len(ds):
+        raise GdlError(f"sample index {args.index} is out of range: {args.dataset} (version "
+                       f"{ds.version}) has {len(ds)} samples, 0 to {len(ds) - 1}")
     column, component = parse_column(args.column) if args.column else (None, None)
     out = render_sample(ds[args.index], column, component, args.out, grid=args.grid, glyphs=args.glyphs)
     print(f"wrote {out}")
@@ -117,8 +145,13 @@ def _summary_line(summary: dict) -> str:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="gdl", description="Geometric data pipeline for GDL.")
-    parser.add_argument("--debug", action="store_true", help="show full tracebacks on failure")
+    parser.add_argument("--debug", action="store_true",
+                        help="show full tracebacks on failure (accepted anywhere on the line)")
     sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("validate", help="check specs (and their sources) without running anything")
+    p.add_argument("specs", nargs="+", help="spec files or folders of specs (preprocessing and training)")
+    p.set_defaults(func=cmd_validate)
 
     p = sub.add_parser("preprocess", help="run a pipeline spec: raw files -> Parquet dataset")
     p.add_argument("spec", help="pipeline spec YAML")
@@ -177,7 +210,10 @@ def _quiet_libraries() -> None:
 
 
 def _flush_prefect_logs() -> None:
-    # Send buffered run logs while the (temporary) API server is still up.
+    # Send buffered run logs while the (temporary) API server is still up; a command that
+    # never started Prefect (validate, inspect, a refused spec) must not pay for importing it.
+    if "prefect" not in sys.modules:
+        return
     try:
         from prefect.logging.handlers import APILogHandler
         APILogHandler.flush()
@@ -198,7 +234,11 @@ def _stop_on_sigterm() -> None:
 def main(argv: list[str] | None = None) -> int:
     _prefect_defaults()
     _stop_on_sigterm()
-    args = build_parser().parse_args(argv)
+    argv = list(sys.argv[1:] if argv is None else argv)
+    # --debug anywhere (`gdl show DS --debug` as well as `gdl --debug show DS`).
+    debug = "--debug" in argv
+    args = build_parser().parse_args([a for a in argv if a != "--debug"])
+    args.debug = debug
     _quiet_libraries()
     try:
         return _run(args)
@@ -206,14 +246,25 @@ def main(argv: list[str] | None = None) -> int:
         _flush_prefect_logs()
 
 
+def _dataset_locked() -> type:
+    # Evaluated when an exception is caught: storage is imported only by commands that use it
+    # (a spec check must not pay ~1 s for pyarrow.dataset), and only they can raise its lock error.
+    storage = sys.modules.get("storage")
+    return storage.DatasetLocked if storage is not None else _NeverRaised
+
+
+class _NeverRaised(Exception):
+    """Never raised: stands in for storage.DatasetLocked while storage is not imported."""
+
+
 def _run(args) -> int:
-    from gdl_data.errors import GdlError
-    from storage import DatasetLocked
+    from gdl_data.errors import GdlError, problems_of
     try:
         return args.func(args)
-    except (GdlError, FileNotFoundError, DatasetLocked) as exc:
-        print(f"gdl {args.command}: error: {exc}", file=sys.stderr)
-        return EXIT_USAGE
+    except (GdlError, FileNotFoundError, _dataset_locked()) as exc:
+        if args.debug:
+            traceback.print_exc()
+        return _report(args.command, problems_of(exc) if isinstance(exc, GdlError) else [str(exc)])
     except KeyboardInterrupt as exc:
         print(f"gdl {args.command}: stopped by {exc or 'SIGINT'}; the last version is intact, and "
               f"finished shards are kept for the next run to resume", file=sys.stderr)

@@ -12,12 +12,11 @@ import os
 from dataclasses import dataclass
 from typing import Any
 
-import yaml
-
 from gdl_data.errors import SpecError
 from pipelines.schedule import Schedule
-from pipelines.spec import load_spec
+from pipelines.spec import load_spec, read_spec_file
 from pipelines.train_spec import load_train_spec
+from pipelines.validate import expand, is_training_spec
 
 
 @dataclass(frozen=True)
@@ -29,27 +28,15 @@ class DeploymentPlan:
     parameters: dict[str, Any]
 
 
-def _is_training_spec(path: str) -> bool:
-    with open(path) as fh:
-        raw = yaml.safe_load(fh)
-    return isinstance(raw, dict) and "model" in raw
-
-
 def spec_files(paths: list[str]) -> list[str]:
-    out = []
-    for p in paths:
-        if os.path.isdir(p):
-            out += sorted(os.path.join(p, f) for f in os.listdir(p) if f.endswith((".yaml", ".yml")))
-        else:
-            out.append(p)
-    return [os.path.abspath(p) for p in out]
+    return [os.path.abspath(p) for p in expand(paths)]
 
 
 def plan_deployments(paths: list[str]) -> list[DeploymentPlan]:
     """Validate every spec and work out the deployments, their schedules and chains."""
     pre, train = [], []
     for path in spec_files(paths):
-        if _is_training_spec(path):
+        if is_training_spec(read_spec_file(path)):
             train.append(load_train_spec(path))
         else:
             pre.append(load_spec(path))

@@ -56,3 +56,16 @@ def unknown_name(what: str, name: str, known: Iterable[str]) -> SpecError:
     """`unknown op 'eigenbasi'; did you mean 'eigenbasis'? known ops: ...` as a SpecError."""
     known = sorted(known)
     return SpecError(f"unknown {what} '{name}'; {did_you_mean(name, known)}known {what}s: {', '.join(known)}")
+
+
+class SpecProblems(SpecError):
+    """Every problem found in one spec, one line each (`gdl validate` prints them all)."""
+
+    def __init__(self, problems: list[str]):
+        self.problems = [" ".join(str(p).split()) for p in problems]
+        super().__init__("\n".join(self.problems))
+
+
+def problems_of(exc: SpecError) -> list[str]:
+    """The one-line problems a SpecError carries (one, unless it is a SpecProblems)."""
+    return list(getattr(exc, "problems", None) or [" ".join(str(exc).split())])

@@ -22,6 +22,7 @@ import fsspec
 import numpy as np
 
 from gdl_data.errors import SpecError
+from gdl_data.params import Choice, check_value
 
 LABEL_KEYS = ("from", "table", "key")
 
@@ -67,8 +68,7 @@ def build_label_rule(raw: Mapping[str, Any] | None, files: Sequence[str], source
         return LabelRule("folder", classes=tuple(sorted({_folder(f) for f in files})))
     if "table" in raw:
         key = raw.get("key", "stem")
-        if key not in ("stem", "file"):
-            raise SpecError(f"labels.key must be 'stem' or 'file', got {key!r}")
+        check_value("labels.key", key, Choice(("stem", "file")), error=SpecError)
         path = raw["table"] if "://" in raw["table"] or os.path.isabs(raw["table"]) \
             else os.path.join(base_dir, raw["table"])
         with fsspec.open(path, "r") as fh:

@@ -8,9 +8,15 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Mapping
 
-from gdl_data.errors import SpecError
+from gdl_data.errors import SpecError, SpecProblems
+from gdl_data.params import Number, Param, Text, problems_in
 
-SCHEDULE_KEYS = ("cron", "interval_seconds", "timezone")
+SCHEDULE_PARAMS = {
+    "cron": Param(None, (Text(),), "standard cron: minute hour day month weekday", '"0 3 * * *"'),
+    "interval_seconds": Param(None, (Number(0),), "seconds between runs", 3600),
+    "timezone": Param(None, (Text(),), "cron's timezone", "Europe/Paris"),
+}
+SCHEDULE_KEYS = tuple(SCHEDULE_PARAMS)
 
 
 @dataclass(frozen=True)
@@ -28,13 +34,11 @@ def parse_schedule(raw: Any, where: str = "spec") -> Schedule | None:
         raise SpecError(f"{where}: schedule must be a mapping with cron or interval_seconds; write {example}")
     if ("cron" in raw) == ("interval_seconds" in raw):
         raise SpecError(f"{where}: give exactly one of cron or interval_seconds; write {example}")
-    if "cron" in raw:
-        cron = raw["cron"]
-        if not isinstance(cron, str) or len(cron.split()) != 5:
-            raise SpecError(f"{where}: schedule.cron must have 5 fields (minute hour day month weekday), "
-                            f"got {cron!r}")
-        return Schedule(cron=cron, timezone=raw.get("timezone"))
-    seconds = raw["interval_seconds"]
-    if isinstance(seconds, bool) or not isinstance(seconds, (int, float)) or seconds <= 0:
-        raise SpecError(f"{where}: schedule.interval_seconds must be a positive number, got {seconds!r}")
-    return Schedule(interval_seconds=float(seconds), timezone=raw.get("timezone"))
+    problems = problems_in(SCHEDULE_PARAMS, raw)
+    if "cron" in raw and not problems and len(raw["cron"].split()) != 5:
+        problems.append(f"cron must have 5 fields (minute hour day month weekday), got {raw['cron']!r}")
+    if problems:
+        raise SpecProblems([f"{where}: schedule.{p}" for p in problems])
+    seconds = raw.get("interval_seconds")
+    return Schedule(cron=raw.get("cron"), interval_seconds=None if seconds is None else float(seconds),
+                    timezone=raw.get("timezone"))

@@ -59,3 +59,29 @@ def local_copy(uri: str) -> Iterator[str]:
         yield os.path.join(tmp, os.path.basename(path))
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
+
+
+def source_problems(source: str, domain: str, where: str) -> list[str]:
+    """Why `source` gives no `domain` samples, one line each; [] when it has files to read.
+
+    A folder with none of the domain's files but files of another domain is named as such, so
+    `domain: molecule` on a folder of meshes says `write domain: mesh`, not "0 samples".
+    """
+    from gdl_data.domains import DOMAINS
+    try:
+        files, skipped = list_source_files(source, domain)
+    except FileNotFoundError:
+        return [f"{where}: source '{source}' does not exist; write the folder, glob, file or URI "
+                f"of the raw {domain} files (a relative path is relative to the spec file)"]
+    if files:
+        return []
+    wanted = ", ".join(supported_extensions(domain))
+    others = {d: [f for f in skipped if extension(f) in supported_extensions(d)] for d in DOMAINS if d != domain}
+    found = {d: fs for d, fs in others.items() if fs}
+    if found:
+        best = max(found, key=lambda d: len(found[d]))
+        kinds = "; ".join(f"{len(fs)} {d} files (e.g. {os.path.basename(fs[0])})" for d, fs in found.items())
+        return [f"{where}: source '{source}' holds no {domain} files ({wanted}) but {kinds}; "
+                f"write domain: {best}"]
+    return [f"{where}: source '{source}' holds no {domain} files ({wanted})"
+            + (f"; {len(skipped)} other files, e.g. {os.path.basename(skipped[0])}" if skipped else "; it is empty")]

@@ -4,7 +4,7 @@
     domain: mesh                 # mesh | molecule | graph | sphere
     source: data/raw/shapes      # folder, glob or fsspec URI of raw files
     output: storage/shapes       # dataset URI; a local folder by default
-    ops:                         # in order; each adds columns (shared/DESIGN.md)
+    ops:                         # each adds columns; run in dependency order (shared/DESIGN.md)
       eigenbasis: {k: 64}
     shard_size: 256              # items (files, or records of SDF/XYZ files) per shard: one Dask
                                  # task, one Parquet file; default by domain (SHARD_SIZE_BY_DOMAIN)
@@ -27,16 +27,57 @@ from typing import Any, Mapping
 import yaml
 
 from gdl_data.domains import DOMAINS
-from gdl_data.errors import SpecError, did_you_mean
+from gdl_data.errors import SpecError, SpecProblems, did_you_mean, problems_of
 from gdl_data.ops import get_op
 from gdl_data.ops.registry import params_dict
+from gdl_data.params import REQUIRED, Choice, Constraint, Integer, Nested, Param, Text, problems_in
 from pipelines.schedule import Schedule, parse_schedule
 
-SPEC_KEYS = ("name", "domain", "source", "output", "ops", "shard_size", "dask_address", "schedule",
-             "labels", "keep_versions", "row_group_size", "workers", "worker_memory")
 # Items (whole files, or records of multi-record files) per shard when the spec does not say:
 # a shard is one task, so it should hold ~0.1-1 s of work, and there should be several per worker.
 SHARD_SIZE_BY_DOMAIN = {"molecule": 256, "graph": 16, "mesh": 4, "sphere": 2}
+
+
+@dataclass(frozen=True)
+class Memory(Constraint):
+    """An amount of memory as Dask writes it ("4GB", "512MiB") or a number of bytes."""
+
+    def ok(self, value):
+        from dask.utils import parse_bytes   # here: validating a spec should not import Dask
+        try:
+            return not isinstance(value, bool) and parse_bytes(value) > 0
+        except (ValueError, TypeError):
+            return False
+
+    def describe(self):
+        return "an amount of memory such as 4GB"
+
+
+# Every key, declared once: validation, messages and README's spec-key table (pipelines/docs.py).
+SPEC_PARAMS = {
+    "name": Param(REQUIRED, (Text(),), "names the dataset and its Prefect deployment", "shapes"),
+    "domain": Param(REQUIRED, (Choice(DOMAINS),), "which readers and op implementations apply", "mesh"),
+    "source": Param(REQUIRED, (Text(),), "folder (recursive), glob, file or fsspec URI of the raw files",
+                    "data/raw/shapes"),
+    "output": Param(REQUIRED, (Text(),), "dataset folder or fsspec URI", "storage/shapes"),
+    "ops": Param(None, (Nested("a mapping of op name to parameters"),),
+                 "op name -> parameters; run in dependency order (Operators)", "{eigenbasis: {k: 64}}"),
+    "shard_size": Param(None, (Integer(1),), "items (files, or records of SDF/XYZ files) per shard, one Dask "
+                        "task each; default by domain: molecule 256, graph 16, mesh 4, sphere 2", 256),
+    "workers": Param(None, (Integer(1),), "worker processes of the temporary LocalCluster; default: one per core", 2),
+    "worker_memory": Param(None, (Memory(),), "memory budget of each worker; default: the machine's memory / workers",
+                           "4GB"),
+    "row_group_size": Param(64, (Integer(1),), "samples per Parquet row group (fewer for samples over 1 MiB)"),
+    "keep_versions": Param(5, (Integer(1),), "versions kept; older ones and shards only they use are deleted"),
+    "dask_address": Param(None, (Text(),), "an existing Dask scheduler; default: a temporary LocalCluster",
+                          "tcp://127.0.0.1:8786"),
+    "schedule": Param(None, (Nested("a mapping with cron or interval_seconds"),),
+                      "used by `gdl serve` (pipelines/schedule.py)", '{cron: "0 3 * * *"}'),
+    "labels": Param(None, (Nested("a mapping such as {from: folder}"),),
+                    "labels from the sources: {from: folder} or {table: labels.csv, key: stem}",
+                    "{from: folder}"),
+}
+SPEC_KEYS = tuple(SPEC_PARAMS)
 
 
 @dataclass(frozen=True)
@@ -87,78 +128,84 @@ def unknown_key_error(key: str, allowed: tuple[str, ...], where: str) -> SpecErr
     return SpecError(f"{where}: unknown key '{key}'; {did_you_mean(key, allowed)}allowed keys: {', '.join(allowed)}")
 
 
-def check_keys(raw: Any, allowed: tuple[str, ...], where: str) -> None:
-    """`raw` must be a mapping whose keys are all in `allowed`; else a SpecError saying so."""
+def key_problems(raw: Any, allowed: tuple[str, ...], where: str) -> list[str]:
+    """One line per key of `raw` not in `allowed` (or one line if `raw` is not a mapping)."""
     if not isinstance(raw, Mapping):
-        raise SpecError(f"{where}: expected a mapping of keys ({', '.join(allowed[:6])}, ...), "
-                        f"got {type(raw).__name__}")
-    for key in raw:
-        if key not in allowed:
-            raise unknown_key_error(key, allowed, where)
+        return [f"{where}: expected a mapping of keys ({', '.join(allowed[:6])}, ...), got {type(raw).__name__}"]
+    return [str(unknown_key_error(key, allowed, where)) for key in raw if key not in allowed]
+
+
+def check_keys(raw: Any, allowed: tuple[str, ...], where: str) -> None:
+    """`raw` must be a mapping whose keys are all in `allowed`; else SpecProblems naming each."""
+    problems = key_problems(raw, allowed, where)
+    if problems:
+        raise SpecProblems(problems)
 
 
 def parse_spec(raw: Mapping[str, Any], *, base_dir: str = ".", where: str = "spec") -> PipelineSpec:
-    """Validate a spec mapping. Every message says what to write instead."""
-    check_keys(raw, SPEC_KEYS, where)
-    for key in ("name", "domain", "source", "output"):
-        if not raw.get(key) or not isinstance(raw[key], str):
-            raise SpecError(f"{where}: '{key}' is required and must be a string, "
-                            f"e.g. {key}: {_EXAMPLES[key]}")
-    domain = raw["domain"]
-    if domain not in DOMAINS:
-        raise SpecError(f"{where}: domain '{domain}' is not one of {', '.join(DOMAINS)}")
-    ops_raw = raw.get("ops") or {}
-    if not isinstance(ops_raw, Mapping):
-        raise SpecError(f"{where}: 'ops' must be a mapping of op name to parameters, "
-                        f"e.g. ops: {{eigenbasis: {{k: 64}}}}")
-    steps = []
-    for name, params in ops_raw.items():
-        if params is not None and not isinstance(params, Mapping):
-            raise SpecError(f"{where}: parameters of op '{name}' must be a mapping, e.g. {name}: {{}}")
-        op = get_op(name)
-        steps.append(OpStep(name, op.parse_params(params, domain)))
-    shard_size = _positive_int(raw, "shard_size", None, where, "items (files or records) per shard")
-    workers = _positive_int(raw, "workers", None, where, "worker processes")
-    worker_memory = _memory(raw, where)
-    keep_versions = _positive_int(raw, "keep_versions", 5, where, "versions kept")
-    row_group_size = _positive_int(raw, "row_group_size", 64, where, "samples per Parquet row group")
-    address = raw.get("dask_address")
-    if address is not None and not isinstance(address, str):
-        raise SpecError(f"{where}: dask_address must be a string like tcp://127.0.0.1:8786")
+    """Validate a spec mapping: every problem at once (SpecProblems), each saying what to write."""
+    problems = key_problems(raw, SPEC_KEYS, where)
+    if not isinstance(raw, Mapping):
+        raise SpecProblems(problems)
+    problems += [f"{where}: '{key}' is required, e.g. {key}: {SPEC_PARAMS[key].example}"
+                 for key, p in SPEC_PARAMS.items() if p.default is REQUIRED and key not in raw]
+    problems += [f"{where}: {p}" for p in problems_in(SPEC_PARAMS, raw)]
+    steps = collect_problems(problems, lambda: _parse_ops(raw.get("ops"), raw.get("domain"), where), ())
+    schedule = collect_problems(problems, lambda: parse_schedule(raw.get("schedule"), where), None) \
+        if isinstance(raw.get("schedule"), Mapping) else None
+    if problems:
+        raise SpecProblems(problems)
     return PipelineSpec(
-        name=raw["name"], domain=domain,
+        name=raw["name"], domain=raw["domain"],
         source=resolve_path(raw["source"], base_dir), output=resolve_path(raw["output"], base_dir),
-        ops=tuple(steps), shard_size=shard_size, keep_versions=keep_versions, row_group_size=row_group_size,
-        dask_address=address, workers=workers, worker_memory=worker_memory,
-        schedule=parse_schedule(raw.get("schedule"), where), labels=raw.get("labels"),
+        ops=steps, schedule=schedule, labels=raw.get("labels"), dask_address=raw.get("dask_address"),
+        **{key: raw.get(key, SPEC_PARAMS[key].default) for key in ("shard_size", "keep_versions", "row_group_size", "workers",
+                                                               "worker_memory")},
     )
 
 
-def _positive_int(raw: Mapping[str, Any], key: str, default: int | None, where: str, what: str) -> int | None:
-    value = raw.get(key, default)
-    if value is None and default is None:
-        return None
-    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-        raise SpecError(f"{where}: {key} must be a positive integer ({what}), got {value!r}; "
-                        f"e.g. {key}: {default or 4}")
-    return value
-
-
-def _memory(raw: Mapping[str, Any], where: str) -> str | None:
-    value = raw.get("worker_memory")
-    if value is None:
-        return None
-    from dask.utils import parse_bytes
+def collect_problems(problems: list[str], parse, fallback=None):
+    """Run one sub-parser; its problems join `problems` instead of stopping the others."""
     try:
-        if parse_bytes(str(value)) > 0:
-            return str(value)
-    except ValueError:
-        pass
-    raise SpecError(f"{where}: worker_memory must be an amount of memory, got {value!r}; "
-                    f"e.g. worker_memory: 4GB")
+        return parse()
+    except SpecError as exc:
+        problems.extend(problems_of(exc))
+        return fallback
 
 
-_EXAMPLES = {"name": "shapes", "domain": "mesh", "source": "data/raw/shapes", "output": "storage/shapes"}
+def _parse_ops(ops_raw: Any, domain: Any, where: str) -> tuple[OpStep, ...]:
+    """Every op's parameters (all problems of all ops), in dependency order."""
+    if not isinstance(ops_raw, Mapping) or domain not in DOMAINS:
+        return ()                       # already reported (not a mapping / bad domain)
+    problems, steps = [], []
+    for name, params in ops_raw.items():
+        if params is not None and not isinstance(params, Mapping):
+            problems.append(f"parameters of op '{name}' must be a mapping, e.g. {name}: {{}}"
+                            + (" (YAML read it as a boolean)" if isinstance(params, bool) else ""))
+            continue
+        op = collect_problems(problems, lambda: get_op(name), None)
+        step = op and collect_problems(problems, lambda: OpStep(name, op.parse_params(params, domain)), None)
+        if step is not None:
+            steps.append(step)
+    if problems:
+        raise SpecProblems([f"{where}: {p}" for p in problems])
+    return dependency_order(steps)
+
+
+def dependency_order(steps: list[OpStep]) -> tuple[OpStep, ...]:
+    """The steps with every op after the ops it `depends_on` (from the ops' declarations), spec
+    order otherwise: `{neighborhoods: {}, frames: {...}}` runs frames first, so transport is
+    measured in the frames the spec asked for, whatever the order the spec lists them in."""
+    present = {s.name for s in steps}
+    done: list[OpStep] = []
+    pending = list(steps)
+    while pending:
+        names = {x.name for x in done}
+        ready = next((s for s in pending if all(d in names or d not in present
+                                                for d in get_op(s.name).depends_on)), pending[0])
+        done.append(ready)
+        pending.remove(ready)
+    return tuple(done)
 
 
 def resolve_path(path: str, base_dir: str) -> str:

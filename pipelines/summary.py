@@ -69,7 +69,8 @@ class RunSummary:
 
 
 def describe_dataset(uri: str, version: int | None = None) -> dict[str, Any]:
-    """Everything `gdl inspect` shows, from the manifest and the small tables only (no array data)."""
+    """Everything `gdl inspect` shows: from the manifest and the small tables, plus the `evals`
+    column (k numbers per sample) to count connected components; no other array data."""
     from storage import list_versions
     from storage.fs import resolve
 
@@ -77,20 +78,89 @@ def describe_dataset(uri: str, version: int | None = None) -> dict[str, Any]:
     m = ds.manifest
     fs, root = resolve(uri)
     size = sum(fs.size(f"{root}/{s['path']}") for s in m["shards"])
-    errors = ds.errors.to_pylist()
-    by_cause: dict[str, dict[str, Any]] = {}
-    for e in errors:
-        entry = by_cause.setdefault(f"{e['stage']}: {e['error']}", {"count": 0, "examples": []})
-        entry["count"] += 1
-        if len(entry["examples"]) < 3:
-            entry["examples"].append({"source": e["source"], "message": e["message"]})
     return {
         "uri": uri, "name": m.get("name"), "domain": m.get("domain"), "version": m["version"],
         "versions": list_versions(uri), "created": m["created"], "samples": m["sample_count"],
         "failed": m["error_count"], "shards": len(m["shards"]), "bytes_on_disk": size,
-        "ops": m.get("ops", []), "columns": m["columns"], "errors_by_cause": by_cause,
+        "ops": m.get("ops", []), "columns": m["columns"], "errors_by_cause": errors_by_cause(ds),
         "run": m.get("run", {}), "software": m.get("software", {}),
+        "skipped_examples": skipped_examples(m), "several_components": several_components(ds),
+        "changes": changes_since_previous(uri, m),
     }
+
+
+def errors_by_cause(ds: StoredDataset, examples: int = 3) -> dict[str, dict[str, Any]]:
+    by_cause: dict[str, dict[str, Any]] = {}
+    for e in ds.errors.to_pylist():
+        entry = by_cause.setdefault(f"{e['stage']}: {e['error']}", {"count": 0, "examples": []})
+        entry["count"] += 1
+        if len(entry["examples"]) < examples:
+            entry["examples"].append({"source": e["source"], "message": e["message"]})
+    return by_cause
+
+
+def skipped_examples(manifest: dict[str, Any], limit: int = 5) -> list[str]:
+    """Files of the source the domain's readers do not take (the manifest keeps only their
+    count): listed from the source as it is now, when it can still be listed."""
+    if not manifest.get("run", {}).get("skipped_files") or not manifest.get("source"):
+        return []
+    from pipelines.sources import list_source_files
+    try:
+        return list_source_files(manifest["source"], manifest["domain"])[1][:limit]
+    except (OSError, ValueError):
+        return []
+
+
+def several_components(ds: StoredDataset, examples: int = 3) -> dict[str, Any] | None:
+    """Samples whose Laplacian has more than one zero eigenvalue (one per connected component):
+    their low eigenvectors are component indicators, not smooth functions."""
+    if "evals" not in ds.columns:
+        return None
+    found, count = [], 0
+    for shard in range(len(ds.manifest["shards"])):
+        for row in ds.decode(ds.read_shard(shard, ["evals", "source"]), ["evals", "source"]):
+            evals = row["evals"]
+            scale = float(abs(evals).max()) if len(evals) else 0.0
+            zeros = int((abs(evals) <= 1e-5 * scale).sum()) if scale else len(evals)
+            if zeros > 1:
+                count += 1
+                if len(found) < examples:
+                    found.append(f"{row['source']} ({zeros} components)")
+    return {"count": count, "examples": found}
+
+
+def changes_since_previous(uri: str, manifest: dict[str, Any]) -> list[str]:
+    """What this version changed against the one before it (ops, samples, reuse), one line each."""
+    from storage import load_manifest
+    run = manifest.get("run", {})
+    previous = run.get("previous_version")
+    if previous is None:
+        return ["first version"]
+    try:
+        before = load_manifest(uri, previous)
+    except (OSError, ValueError, KeyError):
+        before = None
+    lines = []
+    if before is not None:
+        old = {o["name"]: o for o in before.get("ops", [])}
+        new = {o["name"]: o for o in manifest.get("ops", [])}
+        lines += [f"op {n} added" for n in new if n not in old]
+        lines += [f"op {n} removed" for n in old if n not in new]
+        lines += [f"op {n}: " + _op_change(old[n], new[n]) for n in new if n in old and old[n] != new[n]]
+        if (before["sample_count"], before["error_count"]) != (manifest["sample_count"], manifest["error_count"]):
+            lines.append(f"samples {before['sample_count']} -> {manifest['sample_count']}, "
+                         f"failed {before['error_count']} -> {manifest['error_count']}")
+    lines.append(f"shards: {run.get('shards_reused', 0)} reused, {run.get('shards_computed', 0)} computed; "
+                 f"op samples computed {run.get('op_samples_computed') or 'none'}")
+    return [f"since version {previous}: {line}" for line in lines]
+
+
+def _op_change(old: dict[str, Any], new: dict[str, Any]) -> str:
+    parts = [f"{k} {old['params'].get(k)!r} -> {v!r}" for k, v in new["params"].items()
+             if old["params"].get(k) != v]
+    if old.get("version") != new.get("version"):
+        parts.insert(0, f"code version {old.get('version')} -> {new.get('version')}")
+    return ", ".join(parts) or "changed"
 
 
 def list_dataset_versions(uri: str) -> list[dict[str, Any]]:
@@ -100,5 +170,6 @@ def list_dataset_versions(uri: str) -> list[dict[str, Any]]:
     for v in list_versions(uri):
         m = load_manifest(uri, v)
         rows.append({"version": v, "created": m["created"], "samples": m["sample_count"],
-                     "failed": m["error_count"], "ops": [o["name"] for o in m.get("ops", [])]})
+                     "failed": m["error_count"], "ops": [o["name"] for o in m.get("ops", [])],
+                     "changes": [c.split(": ", 1)[-1] for c in changes_since_previous(uri, m)]})
     return rows

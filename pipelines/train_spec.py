@@ -45,10 +45,11 @@ from dataclasses import asdict, dataclass, field, replace
 from typing import Any, Mapping
 
 
-from gdl_data.errors import SpecError
+from gdl_data.errors import SpecError, SpecProblems
+from gdl_data.params import REQUIRED, Integer, Number, Param
 from gdl_data.models import get_model
 from pipelines.schedule import Schedule, parse_schedule
-from pipelines.spec import check_keys, read_spec_file, resolve_path
+from pipelines.spec import check_keys, collect_problems, key_problems, read_spec_file, resolve_path
 from pipelines.train_tasks import TASKS as TASK_DEFINITIONS
 
 TASKS = tuple(TASK_DEFINITIONS)
@@ -109,15 +110,12 @@ class TrainSpec:
 
 
 def _number(where: str, key: str, value: Any, *, integer: bool, low: float, example: str,
-            low_open: bool = False, high: float | None = None) -> Any:
-    kind = int if integer else (int, float)
-    ok = isinstance(value, kind) and not isinstance(value, bool)
-    ok = ok and (value > low if low_open else value >= low) and (high is None or value < high)
-    if not ok:
-        bound = f"> {low}" if low_open else f">= {low}"
-        bound += f" and < {high}" if high is not None else ""
-        raise SpecError(f"{where}: {key} must be {'an integer' if integer else 'a number'} {bound}, "
-                        f"got {value!r}; e.g. {key}: {example}")
+              low_open: bool = False, high: float | None = None) -> Any:
+    # The one numeric check of gdl_data/params.py, with the message form every spec shares.
+    constraint = Integer(low, high) if integer else Number(low, high, low_open=low_open)
+    problem = Param(REQUIRED, (constraint,), example=example).problem(key, value)
+    if problem:
+        raise SpecError(f"{where}: {problem}")
     return value
 
 
@@ -164,32 +162,58 @@ def _string(raw: Mapping[str, Any], key: str, where: str, example: str, required
 
 
 def parse_train_spec(raw: Mapping[str, Any], *, base_dir: str = ".", where: str = "training spec") -> TrainSpec:
-    """Validate a training spec mapping. Every message says what to write instead."""
-    check_keys(raw, TRAIN_KEYS, where)
-    name = _string(raw, "name", where, "karate-factions")
-    model = _string(raw, "model", where, "gcn")
-    get_model(model)   # unknown names fail here, with a suggestion
+    """Validate a training spec mapping: every problem at once (SpecProblems), each saying
+    what to write instead."""
+    problems = key_problems(raw, TRAIN_KEYS, where)
+    if not isinstance(raw, Mapping):
+        raise SpecProblems(problems)
+
+    def get(parse, fallback=None):
+        return collect_problems(problems, parse, fallback)
+
+    model = get(lambda: _string(raw, "model", where, "gcn"))
+    known_model = model is not None and get(lambda: _known_model(model, where), False)
+    fields = dict(
+        name=get(lambda: _string(raw, "name", where, "karate-factions")), model=model,
+        task=get(lambda: _task(raw, where)), target=get(lambda: _string(raw, "target", where, "y")),
+        dataset=get(lambda: resolve_path(_string(raw, "dataset", where, "../datasets/graphs"), base_dir)),
+        output=get(lambda: resolve_path(_string(raw, "output", where, "../runs/karate"), base_dir)),
+        epochs=get(lambda: _number(where, "epochs", raw.get("epochs"), integer=True, low=1, example="100")),
+        version=get(lambda: None if raw.get("version") is None else
+                    _number(where, "version", raw["version"], integer=True, low=1, example="3")),
+        features=get(lambda: _features(raw, where), ()), split=get(lambda: _parse_split(raw.get("split"), where)),
+        hyper=get(lambda: _parse_hyper(raw.get("hyper"), model, where), {}) if known_model else {},
+        seed=get(lambda: _number(where, "seed", raw.get("seed", 0), integer=True, low=0, example="0")),
+        num_workers=get(lambda: _number(where, "num_workers", raw.get("num_workers", 0), integer=True, low=0,
+                                        example="2")),
+        schedule=get(lambda: parse_schedule(raw.get("schedule"), where)),
+        after=get(lambda: _string(raw, "after", where, "demo-graphs", required=False)),
+    )
+    if problems:
+        raise SpecProblems(problems)
+    return TrainSpec(**fields)
+
+
+def _known_model(model: str, where: str) -> bool:
+    try:
+        get_model(model)        # unknown names fail here, with a suggestion
+    except SpecError as exc:
+        raise SpecError(f"{where}: {exc}") from None
+    return True
+
+
+def _task(raw: Mapping[str, Any], where: str) -> str:
     task = _string(raw, "task", where, "graph_classification")
     if task not in TASKS:
         raise SpecError(f"{where}: task '{task}' is not one of {', '.join(TASKS)}")
+    return task
+
+
+def _features(raw: Mapping[str, Any], where: str) -> tuple[str, ...]:
     features = raw.get("features") or []
     if not isinstance(features, list) or not all(isinstance(f, str) for f in features):
         raise SpecError(f"{where}: features must be a list of column names, e.g. features: [x] or features: [hks]")
-    version = raw.get("version")
-    if version is not None:
-        _number(where, "version", version, integer=True, low=1, example="3")
-    return TrainSpec(
-        name=name, dataset=resolve_path(_string(raw, "dataset", where, "../datasets/graphs"), base_dir),
-        model=model, task=task, target=_string(raw, "target", where, "y"),
-        output=resolve_path(_string(raw, "output", where, "../runs/karate"), base_dir),
-        epochs=_number(where, "epochs", raw.get("epochs"), integer=True, low=1, example="100"),
-        version=version, features=tuple(features), split=_parse_split(raw.get("split"), where),
-        hyper=_parse_hyper(raw.get("hyper"), model, where),
-        seed=_number(where, "seed", raw.get("seed", 0), integer=True, low=0, example="0"),
-        num_workers=_number(where, "num_workers", raw.get("num_workers", 0), integer=True, low=0, example="2"),
-        schedule=parse_schedule(raw.get("schedule"), where),
-        after=_string(raw, "after", where, "demo-graphs", required=False),
-    )
+    return tuple(features)
 
 
 def load_train_spec(path: str) -> TrainSpec:

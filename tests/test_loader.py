@@ -124,7 +124,7 @@ def test_projection_reads_only_the_asked_columns_and_names_the_others(dataset):
         GeometryStream(uri, columns=["pos", "normals"])
     with pytest.raises(TypeError, match="list of column names"):
         GeometryDataset(uri, columns="pos")
-    with pytest.raises(ValueError, match="shuffle_buffer must be an integer >= 1"):
+    with pytest.raises(ValueError, match="shuffle_buffer must be an integer ≥ 1"):
         GeometryStream(uri, shuffle_buffer=0)
     with pytest.raises(ValueError, match="rank must be in"):
         GeometryStream(uri, rank=2, world_size=2)

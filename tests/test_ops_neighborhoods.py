@@ -293,7 +293,7 @@ def test_lengths_scale_and_angles_do_not(scale, logmap):
 
 @pytest.mark.parametrize("domain, raw, words", [
     ("mesh", {"knn": 8, "radius": 0.1}, "exactly one"),
-    ("mesh", {"rings": 0}, "whole number"),
+    ("mesh", {"rings": 0}, "rings must be an integer ≥ 1"),
     ("mesh", {"radius": -1.0}, "positive"),
     ("sphere", {"rings": 1}, "disc"),
     ("graph", {"knn": 3}, "hops"),

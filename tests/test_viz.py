@@ -267,3 +267,52 @@ def test_demo_pictures_from_stored_datasets(sphere_mesh, paracetamol, tmp_path):
     load_png(written[0], (1600, 800))
     for path in written[1:]:
         load_png(path, (800, 600))
+
+
+# ---- classes, unreachable regions, the CLI's index check ---------------------------------------
+
+TAB_BLUE = dict(red=(20, 45), green=(105, 135), blue=(165, 195))
+TAB_ORANGE = dict(red=(240, 255), green=(115, 140), blue=(0, 30))
+
+
+def test_graph_classes_in_discrete_colours_over_the_whole_canvas(karate, tmp_path):
+    from gdl_data.viz.fields import resolve_field
+    assert resolve_field(karate, "y", None).categorical and not resolve_field(karate, "evecs", 1).categorical
+    picture = render_sample(karate, "y", None, tmp_path / "y.png", size=SIZE)
+    rgb = np.asarray(Image.open(picture).convert("RGB")).astype(int)
+    blue = np.argwhere(np.all([(rgb[..., c] >= lo) & (rgb[..., c] <= hi) for c, (lo, hi) in
+                               enumerate(TAB_BLUE.values())], axis=0))
+    assert len(blue) > 200 and count(rgb, **TAB_ORANGE) > 200        # one colour per faction
+    assert np.ptp(blue[:, 1]) > 0.6 * SIZE[0]                           # spread over the canvas, not a square
+
+
+def test_unreachable_nodes_are_grey_with_a_legend(karate, tmp_path):
+    from gdl_data.viz.fields import resolve_field
+    dist = np.full((1, 34), 2.0)
+    dist[0, :5] = np.inf
+    sample = {**karate, "geo_dist": dist, "geo_sources": np.array([10])}
+    assert resolve_field(sample, "geo_dist", 0).unreachable
+    rgb = load_png(render_sample(sample, "geo_dist:0", None, tmp_path / "u.png", size=SIZE))
+    grey = dict(red=(205, 215), green=(205, 215), blue=(205, 215))
+    legend = rgb[int(0.85 * SIZE[1]):, int(0.6 * SIZE[0]):]                # lower right corner
+    assert count(legend, **grey) > 20 and count(rgb, **grey) > 200
+
+
+def test_show_refuses_an_index_out_of_range_with_exit_2(tmp_path, capsys):
+    from flows.cli import main
+    from loader_samples import make_dataset
+    make_dataset(str(tmp_path / "ds"), 4)
+    assert main(["show", str(tmp_path / "ds"), "7", "--out", str(tmp_path / "x.png")]) == 2
+    err = capsys.readouterr().err
+    assert "sample index 7 is out of range" in err and "4 samples, 0 to 3" in err and "Traceback" not in err
+
+
+def test_unreachable_atoms_are_drawn_grey_not_dropped(paracetamol, tmp_path):
+    n = len(paracetamol["pos"])
+    dist = np.arange(n, dtype=float)[None]
+    dist[0, -4:] = np.inf                                   # four atoms in another fragment
+    sample = {**paracetamol, "geo_dist": dist, "geo_sources": np.array([0])}
+    rgb = load_png(render_sample(sample, "geo_dist:0", None, tmp_path / "m.png", size=SIZE))
+    grey = dict(red=(205, 215), green=(205, 215), blue=(205, 215))
+    body = rgb[: int(0.9 * SIZE[1])]                        # above the legend row
+    assert count(body, **grey) > 300                        # the grey balls themselves

@@ -12,10 +12,10 @@ import os
 from dataclasses import dataclass
 from typing import Any, Sequence
 
-import numpy as np
 
 from gdl_data.loader.decoded_cache import DecodedCache, writable_view
 from gdl_data.loader.tensors import sample_tensors
+from gdl_data.params import Integer, check_value
 from storage import StoredDataset
 
 
@@ -30,10 +30,8 @@ class RowGroup:
 
 
 def check_int(name: str, value: Any, low: int) -> int:
-    """An integer argument >= low, or a ValueError that says so."""
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < low:
-        raise ValueError(f"{name} must be an integer >= {low}; got {value!r}")
-    return int(value)
+    """An integer argument >= low, or a ValueError that says so (gdl_data/params.py)."""
+    return int(check_value(name, value, Integer(low)))
 
 
 def check_columns(store: StoredDataset, columns: Sequence[str] | None) -> list[str] | None:

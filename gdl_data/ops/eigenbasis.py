@@ -28,48 +28,33 @@ from gdl_data.ops.eigensolver import SOLVERS, smallest_eigenpairs
 from gdl_data.ops.healpix import healpix_graph, pixel_centres, real_spherical_harmonics
 from gdl_data.ops.laplacian import NORMALIZATIONS, graph_laplacian, mesh_laplacian
 from gdl_data.ops.registry import register_op
+from gdl_data.params import Choice, Integer, Number, check_params, param
 
 BASES = ("laplacian", "spherical_harmonics")
 
 
 @dataclass(frozen=True)
 class EigenbasisParams:
-    """`eigenbasis` parameters.
+    """`eigenbasis` parameters (declared below; README's table is generated from them).
 
-    k: eigenpairs per sample (default 64).
-    normalization: graph Laplacian of graphs, molecules and the HEALPix graph: "combinatorial"
-      (D − A, default) or "sym" (D^-½ (D − A) D^-½). Meshes always use the robust cotangent
-      Laplacian with its mass matrix, the combinatorial form, so they accept only the default.
-    basis: "laplacian" (default) or, on the sphere only, "spherical_harmonics".
-    solver: "block_lanczos" (default; shift-invert block Lanczos, gdl_data/ops/eigensolver.py)
-      or "arpack" (scipy's eigsh, shift-invert, on the same Cholesky factor).
-    tol: relative residual of every eigenpair (default 1e-6; eigenvalues are then exact to ≈1e-12).
-    dense_below: samples with at most this many vertices are solved by dense LAPACK (default 1000).
+    normalization applies to graphs, molecules and the HEALPix graph; meshes always use the
+    robust cotangent Laplacian with its mass matrix (the combinatorial form), so they accept
+    only the default. solver "block_lanczos" is gdl_data/ops/eigensolver.py.
     """
 
-    k: int = 64
-    normalization: str = "combinatorial"
-    basis: str = "laplacian"
-    solver: str = "block_lanczos"
-    tol: float = 1e-6
-    dense_below: int = 1000
+    k: int = param(64, Integer(1), doc="eigenpairs per sample (all n when k ≥ n)")
+    normalization: str = param("combinatorial", Choice(NORMALIZATIONS),
+                               doc="graph Laplacian: D − A, or D^-½ (D − A) D^-½ (not meshes)")
+    basis: str = param("laplacian", Choice(BASES),
+                       doc="spherical harmonics: sphere only, evals l(l+1)")
+    solver: str = param("block_lanczos", Choice(SOLVERS),
+                        doc="shift-invert block Lanczos, or scipy's eigsh on the same factor")
+    tol: float = param(1e-6, Number(0, 1), doc="relative residual of every eigenpair")
+    dense_below: int = param(1000, Integer(0),
+                             doc="samples with at most this many vertices use dense LAPACK")
 
     def __post_init__(self):
-        if isinstance(self.k, bool) or not isinstance(self.k, int) or self.k < 1:
-            raise ValueError(f"k must be a positive integer, got {self.k!r}; write e.g. k: 64")
-        for name, allowed in (("normalization", NORMALIZATIONS), ("basis", BASES),
-                              ("solver", SOLVERS)):
-            if getattr(self, name) not in allowed:
-                raise ValueError(f"{name} must be one of {', '.join(allowed)}, got "
-                                 f"{getattr(self, name)!r}; write e.g. {name}: {allowed[0]}")
-        if isinstance(self.tol, bool) or not isinstance(self.tol, (int, float)) \
-                or not 0 < self.tol < 1:
-            raise ValueError(f"tol must be a number in (0, 1), got {self.tol!r}; "
-                             f"write e.g. tol: 1e-6")
-        if isinstance(self.dense_below, bool) or not isinstance(self.dense_below, int) \
-                or self.dense_below < 0:
-            raise ValueError(f"dense_below must be an integer ≥ 0, got {self.dense_below!r}; "
-                             f"write e.g. dense_below: 1000")
+        check_params(self)
 
     def check_domain(self, domain: str) -> None:
         if domain == "mesh" and self.normalization != "combinatorial":

@@ -18,9 +18,11 @@ from scipy.spatial import cKDTree
 from gdl_data.errors import SpecError
 from gdl_data.ops.neighbor_graphs import mesh_components
 from gdl_data.ops.registry import register_op
+from gdl_data.params import Choice, Fixed, Integer, check_params, check_value, param
 
 NORMAL_WEIGHTINGS = ("area", "angle")
 ORIENTATIONS = ("mst", "centroid")
+TANGENT_RULE = "e1 = x axis projected, or y axis where |n.x| >= 0.9; e2 = n x e1"
 
 # |n·axis| above this switches the reference axis, so the projected axis keeps a length of at
 # least sqrt(1 - 0.9²) ≈ 0.44 (the rule of DiffusionNet's geometry.py).
@@ -92,7 +94,7 @@ def mesh_vertex_normals(pos: np.ndarray, faces: np.ndarray, weighting: str = "ar
         face_unit = _unit_or_zero(face_cross)
         corner_weights = _corner_angles(p0, p1, p2)[:, :, None] * face_unit[:, None, :]
     else:
-        raise ValueError(f"weighting must be one of {NORMAL_WEIGHTINGS}, got {weighting!r}")
+        check_value("weighting", weighting, Choice(NORMAL_WEIGHTINGS))
     summed = np.zeros((n, 3))
     for corner in range(3):
         np.add.at(summed, faces[:, corner], corner_weights[:, corner])
@@ -120,8 +122,7 @@ def point_cloud_normals(pos: np.ndarray, knn: int = 30, orient: str = "mst") -> 
     """
     pos = np.asarray(pos, dtype=np.float64)
     n = len(pos)
-    if orient not in ORIENTATIONS:
-        raise ValueError(f"orient must be one of {ORIENTATIONS}, got {orient!r}")
+    check_value("orient", orient, Choice(ORIENTATIONS))
     if n == 0:
         return np.zeros((0, 3))
     k = max(1, min(knn, n))
@@ -204,28 +205,19 @@ _UNDEFINED = {
 
 @dataclass(frozen=True)
 class FramesParams:
-    """`frames` parameters. Meshes: normals weighted by `weighting` ("area" default, or "angle");
-    point clouds (meshes without faces) and unreferenced vertices: PCA over `knn` neighbours
-    (default 30), oriented by `orient` ("mst" default, or "centroid"). Sphere: (e_θ, e_φ, r̂),
-    no parameters used. Tangent rule: `tangent_rule` documents the fixed rule (not a choice)."""
+    """`frames` parameters. Meshes: vertex normals weighted by `weighting`; point clouds (meshes
+    without faces) and unreferenced vertices: PCA over `knn` neighbours, oriented by `orient`.
+    Sphere: (e_θ, e_φ, r̂), no parameters used. `tangent_rule` documents the fixed gauge."""
 
-    weighting: str = "area"
-    knn: int = 30
-    orient: str = "mst"
-    tangent_rule: str = "e1 = x axis projected, or y axis where |n.x| >= 0.9; e2 = n x e1"
+    weighting: str = param("area", Choice(NORMAL_WEIGHTINGS),
+                           doc="mesh vertex normals: face-area or corner-angle weights")
+    knn: int = param(30, Integer(3), doc="points per PCA normal fit (point clouds)")
+    orient: str = param("mst", Choice(ORIENTATIONS),
+                        doc="point-cloud normals: along a minimum spanning tree, or away from the centroid")
+    tangent_rule: str = param(TANGENT_RULE, Fixed(TANGENT_RULE), doc="the gauge, recorded: " + TANGENT_RULE)
 
     def __post_init__(self):
-        if self.weighting not in NORMAL_WEIGHTINGS:
-            raise ValueError(f"weighting must be 'area' or 'angle', got {self.weighting!r}; "
-                             f"write e.g. frames: {{weighting: area}}")
-        if isinstance(self.knn, bool) or not isinstance(self.knn, int) or self.knn < 3:
-            raise ValueError(f"knn must be an integer ≥ 3 (points per PCA fit), got {self.knn!r}; "
-                             f"write e.g. frames: {{knn: 30}}")
-        if self.orient not in ORIENTATIONS:
-            raise ValueError(f"orient must be 'mst' or 'centroid', got {self.orient!r}")
-        if self.tangent_rule != FramesParams.tangent_rule:
-            raise ValueError("tangent_rule is fixed (it is recorded so the manifest documents "
-                             "the gauge); remove it from the spec")
+        check_params(self)
 
     def check_domain(self, domain: str) -> None:
         if domain in _UNDEFINED:

@@ -30,6 +30,7 @@ import numpy as np
 from gdl_data.errors import OpError, SpecError
 from gdl_data.ops.distances import graph_distance_from, mesh_distance_from, sphere_distance_from
 from gdl_data.ops.registry import register_op
+from gdl_data.params import Choice, Integer, IntList, Number, check_params, param
 from gdl_data.ops.sampling import farthest_point_order
 
 METHODS = {"mesh": ("heat", "exact"), "graph": ("dijkstra",), "molecule": ("hops",),
@@ -39,46 +40,23 @@ ALL_METHODS = tuple(sorted({m for ms in METHODS.values() for m in ms}))
 
 @dataclass(frozen=True)
 class GeodesicsParams:
-    """`geodesics` parameters.
+    """`geodesics` parameters. method "auto": heat on meshes, dijkstra on graphs, hops on
+    molecules, great_circle on the sphere; meshes also take "exact" (pygeodesic). heat_time is
+    potpourri3d's t_coef (the paper's choice, 1.0). Exact geodesics take ≈0.3 s per source at 10k
+    vertices, growing faster than n; "all" at 5000 points is 100 MB of float32 rows."""
 
-    sources: int (that many farthest-point sources, default 8), list of point ids, or "all".
-    method: "auto" (default: heat on meshes, dijkstra on graphs, hops on molecules, great_circle
-      on the sphere) or one of those by name; meshes also take "exact".
-    heat_time: the heat method's time step in units of the mean edge length squared
-      (potpourri3d's t_coef; default 1.0, the paper's choice).
-    max_vertices_for_exact: largest mesh for method "exact" (default 20000: ≈0.3 s per source at
-      10k vertices, growing faster than n).
-    max_points_for_all: largest sample for sources "all" (default 5000: 100 MB of float32 rows).
-    """
-
-    sources: int | str | list = 8
-    method: str = "auto"
-    heat_time: float = 1.0
-    max_vertices_for_exact: int = 20000
-    max_points_for_all: int = 5000
+    sources: int | str | list = param(8, Integer(1), Choice(("all",)), IntList(0, (0, 10, 42)),
+                                      doc="farthest-point sources, a list of point ids, or all")
+    method: str = param("auto", Choice(("auto",) + ALL_METHODS), doc="solver (auto: by domain)",
+                        example="heat")
+    heat_time: float = param(1.0, Number(0), doc="heat-method time step, in mean edge length²")
+    max_vertices_for_exact: int = param(20000, Integer(1), doc="largest mesh for method exact")
+    max_points_for_all: int = param(5000, Integer(1), doc="largest sample for sources: all")
 
     def __post_init__(self):
-        s = self.sources
-        if isinstance(s, (list, tuple)):
-            if not s or any(isinstance(i, bool) or not isinstance(i, int) or i < 0 for i in s):
-                raise ValueError(f"sources as a list must hold point ids ≥ 0, got {s!r}; "
-                                 f"write e.g. sources: [0, 10, 42]")
-            object.__setattr__(self, "sources", [int(i) for i in s])
-        elif s != "all" and (isinstance(s, bool) or not isinstance(s, int) or s < 1):
-            raise ValueError(f"sources must be a positive int, a list of point ids or 'all', "
-                             f"got {s!r}; write e.g. sources: 8")
-        if self.method != "auto" and self.method not in ALL_METHODS:
-            raise ValueError(f"method must be auto or one of {', '.join(ALL_METHODS)}, got "
-                             f"{self.method!r}; write e.g. method: heat")
-        if isinstance(self.heat_time, bool) or not isinstance(self.heat_time, (int, float)) \
-                or not self.heat_time > 0:
-            raise ValueError(f"heat_time must be a positive number, got {self.heat_time!r}; "
-                             f"write e.g. heat_time: 1.0")
-        for name in ("max_vertices_for_exact", "max_points_for_all"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(f"{name} must be a positive int, got {value!r}; "
-                                 f"write e.g. {name}: {getattr(type(self), name)}")
+        check_params(self)
+        if isinstance(self.sources, tuple):
+            object.__setattr__(self, "sources", list(self.sources))
 
     def check_domain(self, domain: str) -> None:
         if self.method != "auto" and self.method not in METHODS[domain]:

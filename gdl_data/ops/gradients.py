@@ -26,6 +26,7 @@ from gdl_data.ops.frames import frames_for
 from gdl_data.ops.neighbor_graphs import knn_edge_index, mesh_edge_index
 from gdl_data.ops.neighborhoods import healpix_neighbours_of
 from gdl_data.ops.registry import register_op
+from gdl_data.params import Integer, Number, check_params, param
 from gdl_data.ops.transport import tangent_coordinates
 
 
@@ -81,21 +82,14 @@ def _coo_columns(name: str, matrix: sp.csr_matrix) -> dict[str, np.ndarray]:
 
 @dataclass(frozen=True)
 class GradientsParams:
-    """`gradients` parameters: `knn` neighbours per point on point clouds (default 30, as
-    DiffusionNet); `regularization` λ of the 2 × 2 least-squares solve, relative to the squared
-    edge lengths (default 1e-8)."""
+    """`gradients` parameters (the regularization is relative to the squared edge lengths)."""
 
-    knn: int = 30
-    regularization: float = 1e-8
+    knn: int = param(30, Integer(2), doc="neighbours per point on point clouds (as DiffusionNet)")
+    regularization: float = param(1e-8, Number(0, 1, low_open=False),
+                                  doc="λ of the 2 × 2 least-squares solve")
 
     def __post_init__(self):
-        if isinstance(self.knn, bool) or not isinstance(self.knn, int) or self.knn < 2:
-            raise ValueError(f"knn must be a whole number ≥ 2 (a gradient needs two directions), "
-                             f"got {self.knn!r}; write e.g. gradients: {{knn: 30}}")
-        if (isinstance(self.regularization, bool) or not isinstance(self.regularization, (int, float))
-                or not 0 <= self.regularization < 1):
-            raise ValueError(f"regularization must be a number in [0, 1), got "
-                             f"{self.regularization!r}; write e.g. gradients: {{regularization: 1e-8}}")
+        check_params(self)
 
 
 GRADIENTS = register_op(

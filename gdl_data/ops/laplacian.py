@@ -21,6 +21,8 @@ from __future__ import annotations
 import numpy as np
 import scipy.sparse as sp
 
+from gdl_data.params import Choice, check_value
+
 NORMALIZATIONS = ("combinatorial", "sym")
 POINT_CLOUD_NEIGHBORS = 30      # robust-laplacian's default neighbourhood for point clouds
 
@@ -85,9 +87,7 @@ def graph_laplacian(num_nodes: int, edge_index: np.ndarray, edge_weight: np.ndar
     """
     if dense:
         return dense_graph_laplacian(num_nodes, edge_index, edge_weight, normalization), np.ones(num_nodes)
-    if normalization not in NORMALIZATIONS:
-        raise ValueError(f"normalization must be one of {', '.join(NORMALIZATIONS)}, "
-                         f"not {normalization!r}")
+    check_value("normalization", normalization, Choice(NORMALIZATIONS))
     src, dst = np.asarray(edge_index, dtype=np.int64).reshape(2, -1)
     weight = (np.ones(len(src)) if edge_weight is None
               else np.asarray(edge_weight, dtype=np.float64).reshape(-1))
@@ -108,9 +108,7 @@ def dense_graph_laplacian(num_nodes: int, edge_index: np.ndarray, edge_weight: n
                           normalization: str = "combinatorial") -> np.ndarray:
     """graph_laplacian's L as a dense (n, n) ndarray: the same rules (duplicates summed, the
     larger of w(i, j) and w(j, i), self-loops dropped, isolated nodes zero under "sym")."""
-    if normalization not in NORMALIZATIONS:
-        raise ValueError(f"normalization must be one of {', '.join(NORMALIZATIONS)}, "
-                         f"not {normalization!r}")
+    check_value("normalization", normalization, Choice(NORMALIZATIONS))
     src, dst = np.asarray(edge_index, dtype=np.int64).reshape(2, -1)
     weight = (np.ones(len(src)) if edge_weight is None
               else np.asarray(edge_weight, dtype=np.float64).reshape(-1))

@@ -28,6 +28,8 @@ from gdl_data.ops.neighbor_graphs import (canonical_edges, edges_by_source, geod
                                           knn_edge_index, mesh_edge_index, radius_edge_index,
                                           sphere_disc_edge_index)
 from gdl_data.ops.registry import register_op
+from gdl_data.params import (Choice, Fixed, Flag, Integer, Number, check_params, declared, param,
+                             yaml_text)
 from gdl_data.ops.transport import VectorHeatLogMap, connection_angles, projected_logmap
 
 TRANSPORT_CONVENTION = ("z_target = exp(i*transport) * z_source for a tangent vector with complex "
@@ -40,10 +42,10 @@ MODES = {"mesh": ("rings", "knn", "radius", "geodesic_radius"),
          "graph": ("hops",),
          "sphere": ("healpix", "disc")}
 _INT_MODES = ("rings", "knn", "hops")
-_LENGTH_MODES = ("radius", "geodesic_radius", "disc")
-_FLAG_MODES = ("bonds", "healpix")
-_EXAMPLE = {"rings": 1, "knn": 16, "radius": 0.1, "geodesic_radius": 0.1, "disc": 0.05,
-            "hops": 2, "bonds": "true", "healpix": "true"}
+
+
+def _example(mode: str) -> str:
+    return yaml_text(declared(NeighborhoodsParams)[mode].example)
 
 
 @dataclass(frozen=True)
@@ -61,43 +63,31 @@ class NeighborhoodsParams:
     convention: the sign convention of `transport`, fixed; recorded for the manifest.
     """
 
-    rings: int | None = None
-    knn: int | None = None
-    radius: float | None = None
-    geodesic_radius: float | None = None
-    disc: float | None = None
-    hops: int | None = None
-    bonds: bool | None = None
-    healpix: bool | None = None
-    distance: str = "euclidean"
-    logmap: str = "projection"
-    convention: str = TRANSPORT_CONVENTION
+    rings: int | None = param(None, Integer(1), doc="mesh: the k-ring (default mode: 1)", example=1)
+    knn: int | None = param(None, Integer(1), doc="mesh, molecule: k nearest neighbours", example=16)
+    radius: float | None = param(None, Number(0), doc="mesh, molecule: Euclidean ball (Å for molecules)",
+                                 example=0.1)
+    geodesic_radius: float | None = param(None, Number(0), doc="mesh: geodesic ball (heat method)",
+                                          example=0.1)
+    disc: float | None = param(None, Number(0), doc="sphere: great-circle radius in radians", example=0.05)
+    hops: int | None = param(None, Integer(1), doc="graph: k-hop graph (default mode: 1, its edges)",
+                             example=2)
+    bonds: bool | None = param(None, Flag(), doc="molecule: the bond graph (default mode)", example=True)
+    healpix: bool | None = param(None, Flag(), doc="sphere: the 8 HEALPix neighbours (default mode)",
+                                 example=True)
+    distance: str = param("euclidean", Choice(("euclidean", "geodesic")),
+                          doc="edge_dist: straight line, or geodesic (meshes, sphere)")
+    logmap: str = param("projection", Choice(("projection", "vector_heat")),
+                        doc="log map: tangent projection, or the vector heat method (meshes)")
+    convention: str = param(TRANSPORT_CONVENTION, Fixed(TRANSPORT_CONVENTION),
+                            doc="the sign convention of transport, recorded")
 
     def __post_init__(self):
+        check_params(self)
         chosen = [name for name in _ALL_MODES if getattr(self, name) is not None]
         if len(chosen) > 1:
             raise ValueError(f"give exactly one neighbourhood mode, got {', '.join(chosen)}; "
-                             f"write e.g. neighborhoods: {{{chosen[0]}: {_EXAMPLE[chosen[0]]}}}")
-        for name in chosen:
-            value = getattr(self, name)
-            if name in _INT_MODES and (isinstance(value, bool) or not isinstance(value, int)
-                                       or value < 1):
-                raise ValueError(f"{name} must be a whole number ≥ 1, got {value!r}; "
-                                 f"write e.g. neighborhoods: {{{name}: {_EXAMPLE[name]}}}")
-            if name in _LENGTH_MODES and (isinstance(value, bool) or not isinstance(value, (int, float))
-                                          or not 0 < value < float("inf")):
-                raise ValueError(f"{name} must be a positive finite number, got {value!r}; "
-                                 f"write e.g. neighborhoods: {{{name}: {_EXAMPLE[name]}}}")
-            if name in _FLAG_MODES and value is not True:
-                raise ValueError(f"{name} takes true, got {value!r}; write neighborhoods: "
-                                 f"{{{name}: true}} or leave the mode out for the domain's default")
-        if self.distance not in ("euclidean", "geodesic"):
-            raise ValueError(f"distance must be 'euclidean' or 'geodesic', got {self.distance!r}")
-        if self.logmap not in ("projection", "vector_heat"):
-            raise ValueError(f"logmap must be 'projection' or 'vector_heat', got {self.logmap!r}")
-        if self.convention != TRANSPORT_CONVENTION:
-            raise ValueError("convention is fixed (recorded so the manifest documents the sign of "
-                             "transport); remove it from the spec")
+                             f"write e.g. neighborhoods: {{{chosen[0]}: {_example(chosen[0])}}}")
 
     def mode(self, domain: str) -> tuple[str, Any]:
         """The chosen (mode, value), or the domain's default."""
@@ -110,7 +100,7 @@ class NeighborhoodsParams:
     def check_domain(self, domain: str) -> None:
         name, _ = self.mode(domain)
         if name not in MODES[domain]:
-            options = " | ".join(f"{{{m}: {_EXAMPLE[m]}}}" for m in MODES[domain])
+            options = " | ".join(f"{{{m}: {_example(m)}}}" for m in MODES[domain])
             raise SpecError(f"op 'neighborhoods': mode '{name}' does not apply to {domain} samples; "
                             f"write one of {options}, or {{}} for the default")
         if domain == "molecule" and self.distance == "geodesic":

@@ -23,7 +23,8 @@ from typing import Any, Callable, Mapping
 
 import numpy as np
 
-from gdl_data.errors import OpError, SpecError, did_you_mean, unknown_name
+from gdl_data.errors import OpError, SpecError, SpecProblems, did_you_mean, unknown_name
+from gdl_data.params import declared, problems_in
 
 Impl = Callable[[Mapping[str, Any], Any], dict[str, np.ndarray]]
 
@@ -47,16 +48,18 @@ class Op:
         return decorator
 
     def parse_params(self, raw: Mapping[str, Any] | None, domain: str) -> Any:
-        """Validate a spec's parameter mapping; raises SpecError saying what to write instead."""
+        """Validate a spec's parameter mapping against the declarations (gdl_data/params.py);
+        raises SpecError (SpecProblems: every problem, one line each) saying what to write."""
         if domain not in self.impls:
             raise SpecError(f"op '{self.name}' is not defined for domain '{domain}'; "
                             f"it supports: {', '.join(sorted(self.impls))}")
         raw = dict(raw or {})
         names = [f.name for f in dataclasses.fields(self.params_type)]
-        for key in raw:
-            if key not in names:
-                raise SpecError(f"op '{self.name}' has no parameter '{key}'; {did_you_mean(key, names)}"
-                                f"its parameters are: {', '.join(names) or '(none)'}")
+        problems = [f"op '{self.name}' has no parameter '{key}'; {did_you_mean(key, names)}"
+                    f"its parameters are: {', '.join(names) or '(none)'}" for key in raw if key not in names]
+        problems += [f"op '{self.name}': {p}" for p in problems_in(declared(self.params_type), raw)]
+        if problems:
+            raise SpecProblems(problems)
         try:
             params = self.params_type(**raw)
         except (TypeError, ValueError) as exc:

@@ -11,6 +11,7 @@ from matplotlib.colors import Colormap
 from matplotlib.figure import Figure
 
 DPI = 100
+NAN_COLOUR = "lightgrey"   # unreachable / missing values, in every renderer (with a legend)
 
 
 def new_figure(size: tuple[int, int]) -> Figure:
@@ -42,6 +43,6 @@ def save_png(fig: Figure, out: str | Path) -> str:
     return str(out)
 
 
-def colormap(name: str, bad: str | tuple = "lightgrey") -> Colormap:
+def colormap(name: str, bad: str | tuple = NAN_COLOUR) -> Colormap:
     """The named colormap with NaN (unreachable, missing) drawn in `bad`."""
     return matplotlib.colormaps[name].with_extremes(bad=bad)

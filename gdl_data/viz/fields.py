@@ -17,6 +17,7 @@ from typing import Any, Mapping
 import numpy as np
 
 from gdl_data.errors import SpecError
+from gdl_data.params import Integer, check_value
 
 # What each domain shows when no --column is given (eigenfunction 0 is constant, so 1).
 DEFAULT_COLUMNS = {"mesh": ("evecs", 1), "sphere": ("values", 0), "graph": ("y", 0),
@@ -30,6 +31,22 @@ class Field:
     values: np.ndarray          # (n,) float64; unreachable / missing values are NaN
     label: str
     marker: int | None = None
+    categorical: bool = False   # class labels: discrete colours and a legend, not a colour bar
+
+    @property
+    def unreachable(self) -> bool:
+        """Some values are NaN (inf distances): the picture needs a legend for their grey."""
+        return bool(np.isnan(self.values).any())
+
+
+MAX_CLASSES = 12   # more distinct labels than this read better as a continuous scale
+
+
+def _is_classes(column: str, values: np.ndarray) -> bool:
+    # `y` holds labels (node classes from a graph file, folder names); a few whole numbers.
+    finite = values[np.isfinite(values)]
+    return column == "y" and finite.size > 0 and bool(np.all(finite == np.round(finite))) \
+        and len(np.unique(finite)) <= MAX_CLASSES
 
 
 def parse_column(text: str) -> tuple[str, int | None]:
@@ -83,7 +100,8 @@ def resolve_field(sample: Mapping[str, Any], column: str, component: int | None)
         if component:
             raise SpecError(f"{_where(sample)}: column '{column}' has one value per node; "
                             f"write '--column {column}' without ':{component}'")
-        return Field(_finite_or_nan(arr), column)
+        values = _finite_or_nan(arr)
+        return Field(values, column, categorical=_is_classes(column, values))
     if arr.ndim == 2 and arr.shape[0] == n:
         j = _check_component(sample, column, component or 0, arr.shape[1], "components")
         return Field(_finite_or_nan(arr[:, j]), f"{column}:{j}")
@@ -93,8 +111,7 @@ def resolve_field(sample: Mapping[str, Any], column: str, component: int | None)
 
 def resolve_grid(sample: Mapping[str, Any], column: str, start: int | None, count: int) -> list[Field]:
     """`count` consecutive components of `column` from `start` (default 0): the `--grid` panels."""
-    if count < 1:
-        raise SpecError(f"--grid must be a positive number of panels, got {count}")
+    check_value("--grid", count, Integer(1), example=8, error=SpecError)
     start = start or 0
     arr = np.asarray(require_column(sample, column))
     available = arr.shape[0] if column == "geo_dist" else (arr.shape[1] if arr.ndim == 2 else 1)

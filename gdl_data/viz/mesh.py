@@ -14,12 +14,12 @@ if not (os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")):
 import pyvista as pv  # noqa: E402  (after the environment above)
 
 from gdl_data.errors import SpecError  # noqa: E402
-from gdl_data.viz.canvas import grid_shape  # noqa: E402
+from gdl_data.viz.canvas import NAN_COLOUR, grid_shape  # noqa: E402
 from gdl_data.viz.fields import Field, colour_scale, require_column  # noqa: E402
 
 MAX_GLYPHS = 1500   # more arrows than this turn into a hedgehog; a fixed stride keeps it readable
 GLYPH_COLOURS = {"normals": ("black",), "frames": ("red", "limegreen", "blue")}  # e1, e2, normal
-NAN_COLOUR = "lightgrey"
+GLYPH_TITLES = {"normals": "normals: black arrows", "frames": "frames: e1 red, e2 green, normal blue"}
 
 
 def glyph_vectors(sample: Mapping[str, Any], glyphs: str) -> list[tuple[np.ndarray, str]]:
@@ -34,12 +34,13 @@ def glyph_vectors(sample: Mapping[str, Any], glyphs: str) -> list[tuple[np.ndarr
 
 def render_mesh(pos: np.ndarray, faces: np.ndarray | None, fields: list[Field], out: str,
                 size: tuple[int, int], *, title: str,
-                arrows: list[tuple[np.ndarray, str]] = ()) -> str:
+                arrows: list[tuple[np.ndarray, str]] = (), arrows_title: str = "") -> str:
     """Draw the surface (or point cloud, when `faces` is empty) once per field, side by side.
 
     One field: a single view with a colour bar. Several: a grid of linked views, each with a
     colour scale of its own (eigenfunctions differ in amplitude). No field: plain grey surface.
-    `arrows` are drawn as glyphs on every view. Returns `out`.
+    `arrows` are drawn as glyphs on every view, named by `arrows_title` in the heading.
+    Unreachable (NaN) values are grey, with a legend entry saying so. Returns `out`.
     """
     surface = _polydata(np.asarray(pos, dtype=np.float64), faces)
     diagonal = float(np.linalg.norm(np.ptp(surface.points, axis=0))) or 1.0
@@ -57,6 +58,11 @@ def render_mesh(pos: np.ndarray, faces: np.ndarray | None, fields: list[Field], 
             for arrow_mesh, colour in glyphs:
                 plotter.add_mesh(arrow_mesh, color=colour)
             label = field.label if field else "surface"
+            if arrows_title:
+                name, _, colours = arrows_title.partition(": ")
+                label = f"{name} on {label}"
+                plotter.add_text(colours or name, position="lower_left", font_size=max(font_size - 3, 7),
+                                 color="black")
             heading = f"{label}  ({title})" if len(panels) == 1 or i == 0 else label
             plotter.add_text(heading, position="upper_edge", font_size=font_size, color="black")
         if len(panels) > 1:
@@ -89,7 +95,9 @@ def _draw_panel(plotter: pv.Plotter, surface: pv.PolyData, field: Field | None,
     plotter.add_mesh(mesh, scalars=field.label, cmap=cmap, clim=(vmin, vmax),
                      nan_color=NAN_COLOUR, smooth_shading=not point_cloud, show_scalar_bar=single,
                      ambient=0.35, diffuse=0.65,   # flatter light: colours stay readable on dark sides
-                     scalar_bar_args=dict(title="", color="black", vertical=False,
+                     # The bar's title is the legend for the grey of unreachable points.
+                     scalar_bar_args=dict(title="grey: unreachable (inf)" if field.unreachable else "",
+                                          color="black", vertical=False,
                                           position_x=0.25, position_y=0.03, width=0.5, height=0.06),
                      **style)
     if field.marker is not None:

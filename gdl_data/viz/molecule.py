@@ -6,7 +6,7 @@ import numpy as np
 from matplotlib.lines import Line2D
 from mpl_toolkits.mplot3d.art3d import Line3DCollection
 
-from gdl_data.viz.canvas import colormap, grid_shape, new_figure, save_png
+from gdl_data.viz.canvas import NAN_COLOUR, colormap, grid_shape, new_figure, save_png
 from gdl_data.viz.fields import Field, colour_scale
 
 # CPK colours of the elements met in organic chemistry; any other element is drawn pink.
@@ -50,6 +50,13 @@ def render_molecule(pos: np.ndarray, z: np.ndarray | None, bond_index: np.ndarra
             if field.marker is not None:
                 ax.scatter(*xyz[field.marker], s=3 * ball.max(), marker="*", color="magenta",
                            edgecolors="black", depthshade=False)
+            if field.unreachable:   # bond hops to another fragment (a salt's counter-ion)
+                # 3D scatter drops NaN colours even with plotnonfinite: draw those atoms in grey.
+                grey = np.isnan(field.values)
+                ax.scatter(*xyz[grey].T, s=ball[grey] if np.ndim(ball) else ball, color=NAN_COLOUR,
+                           edgecolors="black", linewidths=0.4, depthshade=False, alpha=1.0)
+                legend.append(Line2D([], [], marker="o", linestyle="", markerfacecolor=NAN_COLOUR,
+                                     markeredgecolor="black", label="unreachable (inf)"))
         if legend:
             ax.legend(handles=legend, loc="lower center", ncols=len(legend), fontsize=8,
                       frameon=False, handlelength=1.5, columnspacing=1.0)

@@ -13,6 +13,7 @@ import numpy as np
 
 from gdl_data.domains import DOMAINS
 from gdl_data.errors import SpecError
+from gdl_data.params import Integer, check_value
 from gdl_data.viz.fields import (DEFAULT_COLUMNS, Field, node_count, parse_column,
                                  resolve_field, resolve_grid, sample_title)
 
@@ -58,10 +59,10 @@ def render_sample(sample: Mapping[str, Any], column: str | None, component: int 
     Path(out).parent.mkdir(parents=True, exist_ok=True)
 
     if domain == "mesh":
-        from gdl_data.viz.mesh import glyph_vectors, render_mesh
+        from gdl_data.viz.mesh import GLYPH_TITLES, glyph_vectors, render_mesh
         arrows = glyph_vectors(sample, glyphs) if glyphs else []
         return render_mesh(sample["pos"], sample.get("faces"), fields, out, size, title=title,
-                           arrows=arrows)
+                           arrows=arrows, arrows_title=GLYPH_TITLES.get(glyphs, ""))
     if domain == "sphere":
         from gdl_data.viz.sphere import render_sphere
         import healpy as hp
@@ -95,8 +96,8 @@ def _fields(sample: Mapping[str, Any], domain: str, column: str | None, componen
 
 
 def _merge_component(column: str | None, component: int | None) -> tuple[str | None, int | None]:
-    if component is not None and (not isinstance(component, (int, np.integer)) or component < 0):
-        raise SpecError(f"component must be a non-negative integer, got {component!r}")
+    if component is not None:
+        check_value("component", component, Integer(0), error=SpecError)
     if column is None or ":" not in column:
         return column, component
     name, j = parse_column(column)
