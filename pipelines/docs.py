@@ -37,7 +37,7 @@ def _row(*cells: str) -> str:
 def ops_table() -> str:
     from gdl_data.ops import list_ops
     lines = [_row("op", "version", "domains", "reads (depends on)", "adds"), _row(*["---"] * 5)]
-    for name, op in sorted(list_ops().items()):
+    for name, op in sorted(list_ops(builtin=True).items()):
         domains = ", ".join(d for d in sorted(op.impls) if _accepts(op, d))
         lines.append(_row(f"`{name}`", op.version, domains, ", ".join(f"`{d}`" for d in op.depends_on) or "—",
                           ", ".join(f"`{o}`" for o in op.outputs)))
@@ -57,7 +57,7 @@ def _accepts(op, domain: str) -> bool:
 def op_params_table() -> str:
     from gdl_data.ops import list_ops
     lines = [_row("op", "parameter", "default", "allowed", "meaning"), _row(*["---"] * 5)]
-    for name, op in sorted(list_ops().items()):
+    for name, op in sorted(list_ops(builtin=True).items()):
         for key, p in declared(op.params_type).items():
             lines.append(_row(f"`{name}`", f"`{key}`", _default(p), p.allowed(), p.doc))
     return "\n".join(lines)

@@ -26,7 +26,7 @@ def test_a_drifted_table_is_caught_and_regenerated():
 def test_every_registered_op_and_spec_key_is_documented():
     text = _readme()
     hand_rows = set(re.findall(r"^\| `(\w+)` \| (?:mesh|all)", text, re.M))
-    assert hand_rows == set(list_ops())
+    assert hand_rows == set(list_ops(builtin=True))
     from pipelines.spec import SPEC_KEYS
     from pipelines.train_spec import TRAIN_KEYS
     for key in SPEC_KEYS:
@@ -56,6 +56,6 @@ def test_every_op_parameter_is_declared():
     import dataclasses
 
     from gdl_data.params import declared
-    for name, op in list_ops().items():
+    for name, op in list_ops(builtin=True).items():
         fields = {f.name for f in dataclasses.fields(op.params_type)}
         assert set(declared(op.params_type)) == fields, f"{name}: declare every field with param(...)"

@@ -102,9 +102,12 @@ def get_op(name: str) -> Op:
     return _REGISTRY[name]
 
 
-def list_ops() -> dict[str, Op]:
+def list_ops(builtin: bool = False) -> dict[str, Op]:
+    """Every registered op; with `builtin`, only the ones gdl_data.ops defines (not those a
+    user's or a test's module registered)."""
     _load_builtin_ops()
-    return dict(_REGISTRY)
+    return {name: op for name, op in _REGISTRY.items()
+            if not builtin or op.params_type.__module__.startswith("gdl_data.ops")}
 
 
 def params_dict(params: Any) -> dict[str, Any]:
