@@ -4,6 +4,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import signal
 import threading
 from typing import Iterator
 
@@ -54,8 +55,10 @@ def dask_client(address: str | None = None, n_workers: int | None = None,
             yield client
         return
     _import_work_modules()
+    # Workers see this process's environment as it is now (credentials, endpoints): a fork
+    # server started earlier would otherwise hand them the environment of its own start.
     # One BLAS thread per worker, or N workers x N threads oversubscribe the cores.
-    env = {"OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
     settings = {"distributed.worker.multiprocessing-method": _start_method(),
                 "distributed.scheduler.allowed-failures": 0,
                 # One task per worker thread at a time, the rest queued on the scheduler: a
@@ -65,7 +68,22 @@ def dask_client(address: str | None = None, n_workers: int | None = None,
             LocalCluster(n_workers=n_workers or default_workers(), threads_per_worker=1, processes=True,
                          memory_limit=memory_per_worker or "auto", dashboard_address=":0",
                          silence_logs=logging.ERROR, env=env) as cluster, Client(cluster) as client:
-        yield client
+        try:
+            yield client
+        except BaseException:
+            kill_workers(cluster)
+            raise
+
+
+def kill_workers(cluster: LocalCluster) -> None:
+    """Interrupted (SIGTERM, Ctrl-C, an error): end the worker processes now. A graceful close
+    would wait for the tasks they are running, which can take minutes; their finished shards
+    are on disk already, and what they were computing is recomputed by the next run."""
+    for nanny in list(cluster.workers.values()):
+        process = getattr(getattr(nanny, "process", None), "process", None)
+        if process is not None and process.pid:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(process.pid, signal.SIGKILL)
 
 
 def is_worker_death(exc: BaseException | None) -> bool:
