@@ -4,8 +4,12 @@ Outputs (shared/DESIGN.md): `mass` (n,), `evals` (k,), `evecs` (n, k) — ascend
 orthonormal w.r.t. mass, each column's largest-magnitude entry positive (ties: lowest index).
 Same input, same parameters: byte-identical output.
 
-  mesh      robust intrinsic Laplacian (Sharp & Crane 2020), generalized L φ = λ M φ, M the
-            vertex areas; point clouds (faces (0, 3)) use its point-cloud variant.
+  mesh      generalized L φ = λ M φ, M the vertex areas. laplacian "robust" (default): the
+            robust intrinsic Laplacian (Sharp & Crane 2020); "cotan": the plain cotangent
+            Laplacian with barycentric areas, DiffusionNet's mesh operators (with shift 1e-8
+            its evals too: README, "DiffusionNet parity"). Point clouds (faces (0, 3)) use the
+            robust point-cloud Laplacian either way (as DiffusionNet does), centred first
+            with "robust", as given with "cotan".
   graph     D − A ("combinatorial", default) or D^-½ (D − A) D^-½ ("sym"); mass ones.
   molecule  the bond graph's Laplacian, as a graph; a single atom gives (0, [1]).
   sphere    basis "laplacian" (default): DeepSphere's HEALPix graph Laplacian (mass ones);
@@ -22,11 +26,13 @@ import warnings
 from dataclasses import dataclass
 
 import numpy as np
+import scipy.sparse as sp
 
 from gdl_data.errors import OpError, SpecError
 from gdl_data.ops.eigensolver import SOLVERS, smallest_eigenpairs
 from gdl_data.ops.healpix import healpix_graph, pixel_centres, real_spherical_harmonics
-from gdl_data.ops.laplacian import NORMALIZATIONS, graph_laplacian, mesh_laplacian
+from gdl_data.ops.laplacian import (LAPLACIANS, NORMALIZATIONS, cotan_laplacian,
+                                    graph_laplacian, mesh_laplacian)
 from gdl_data.ops.registry import register_op
 
 BASES = ("laplacian", "spherical_harmonics")
@@ -38,8 +44,15 @@ class EigenbasisParams:
 
     k: eigenpairs per sample (default 64).
     normalization: graph Laplacian of graphs, molecules and the HEALPix graph: "combinatorial"
-      (D − A, default) or "sym" (D^-½ (D − A) D^-½). Meshes always use the robust cotangent
-      Laplacian with its mass matrix, the combinatorial form, so they accept only the default.
+      (D − A, default) or "sym" (D^-½ (D − A) D^-½). Meshes always use a cotangent Laplacian
+      with its mass matrix, the combinatorial form, so they accept only the default.
+    laplacian: meshes only: "robust" (default; robust-laplacian, Sharp & Crane 2020) or "cotan"
+      (gdl_data.ops.laplacian.cotan_laplacian: DiffusionNet's mesh L and mass). Point clouds
+      get the robust point-cloud Laplacian with either: centred on their mean first with
+      "robust", on the coordinates as given with "cotan" (as DiffusionNet; see laplacian.py).
+    shift: meshes only: solve (L + shift·I) φ = λ M φ (default 0). DiffusionNet adds 1e-8
+      (absolute) so that its shift-invert solve never factors a singular matrix; write
+      shift: 1e-8 to get its evals to the last digit, e.g. its "zero" eigenvalues ≈ 1e-8·Σφ².
     basis: "laplacian" (default) or, on the sphere only, "spherical_harmonics".
     solver: "block_lanczos" (default; shift-invert block Lanczos, gdl_data/ops/eigensolver.py)
       or "arpack" (scipy's eigsh, shift-invert, on the same Cholesky factor).
@@ -53,12 +66,14 @@ class EigenbasisParams:
     solver: str = "block_lanczos"
     tol: float = 1e-6
     dense_below: int = 1000
+    laplacian: str = "robust"
+    shift: float = 0.0
 
     def __post_init__(self):
         if isinstance(self.k, bool) or not isinstance(self.k, int) or self.k < 1:
             raise ValueError(f"k must be a positive integer, got {self.k!r}; write e.g. k: 64")
         for name, allowed in (("normalization", NORMALIZATIONS), ("basis", BASES),
-                              ("solver", SOLVERS)):
+                              ("solver", SOLVERS), ("laplacian", LAPLACIANS)):
             if getattr(self, name) not in allowed:
                 raise ValueError(f"{name} must be one of {', '.join(allowed)}, got "
                                  f"{getattr(self, name)!r}; write e.g. {name}: {allowed[0]}")
@@ -70,11 +85,19 @@ class EigenbasisParams:
                 or self.dense_below < 0:
             raise ValueError(f"dense_below must be an integer ≥ 0, got {self.dense_below!r}; "
                              f"write e.g. dense_below: 1000")
+        if isinstance(self.shift, bool) or not isinstance(self.shift, (int, float)) \
+                or not 0 <= self.shift < 1:
+            raise ValueError(f"shift must be a number in [0, 1), got {self.shift!r}; "
+                             f"write e.g. shift: 1e-8 (DiffusionNet's) or leave it out")
 
     def check_domain(self, domain: str) -> None:
         if domain == "mesh" and self.normalization != "combinatorial":
-            raise SpecError("eigenbasis: meshes use the robust cotangent Laplacian with its mass "
-                            "matrix; remove normalization (or write normalization: combinatorial)")
+            raise SpecError("eigenbasis: meshes use the robust cotangent Laplacian (or the plain "
+                            "one: laplacian: cotan) with its mass matrix; remove normalization "
+                            "(or write normalization: combinatorial)")
+        if domain != "mesh" and (self.laplacian != "robust" or self.shift != 0):
+            raise SpecError(f"eigenbasis: laplacian and shift choose between mesh Laplacians; "
+                            f"for {domain} remove them")
         if domain != "sphere" and self.basis != "laplacian":
             raise SpecError(f"eigenbasis: basis {self.basis} exists only on the sphere; for "
                             f"{domain} remove basis (or write basis: laplacian)")
@@ -87,14 +110,24 @@ EIGENBASIS = register_op("eigenbasis", EigenbasisParams, version="1",
                          outputs=("mass", "evals", "evecs"), doc=__doc__.split("\n\n")[0])
 
 
-def mesh_eigenbasis(pos: np.ndarray, faces: np.ndarray, k: int = 64, **solver_options) -> dict:
-    """Laplace–Beltrami eigenbasis of a triangle mesh or point cloud (robust Laplacian).
+def mesh_eigenbasis(pos: np.ndarray, faces: np.ndarray, k: int = 64, laplacian: str = "robust",
+                    shift: float = 0.0, **solver_options) -> dict:
+    """Laplace–Beltrami eigenbasis of a triangle mesh or point cloud.
 
     pos: (n, 3); faces: (f, 3) int or (0, 3) for a point cloud; k: pairs (default 64);
-    solver_options: `solver`, `tol`, `dense_below`, `seed` of smallest_eigenpairs.
+    laplacian: "robust" (default, mesh_laplacian) or "cotan" (cotan_laplacian; point clouds
+    get the robust point-cloud Laplacian of the coordinates as given, uncentred); shift: added to L's diagonal (default 0;
+    DiffusionNet's 1e-8); solver_options: `solver`, `tol`, `dense_below`, `seed` of
+    smallest_eigenpairs.
     Returns {"mass" (n,), "evals" (k,), "evecs" (n, k)} in the units of pos (evals in 1/length²).
     """
-    L, mass = mesh_laplacian(pos, faces)
+    faces = np.asarray(faces, dtype=np.int64).reshape(-1, 3)
+    if laplacian == "cotan" and len(faces):
+        L, mass = cotan_laplacian(pos, faces)
+    else:   # DiffusionNet's point clouds: robust-laplacian on the coordinates as given
+        L, mass = mesh_laplacian(pos, faces, centre=laplacian == "robust")
+    if shift:
+        L = L + shift * sp.identity(L.shape[0], format="csr")
     # Solve at unit scale (the shift and tolerances see O(1) numbers), then scale back exactly.
     area = mass.sum()
     evals, evecs = smallest_eigenpairs(L, mass / area, k, **solver_options)
@@ -145,8 +178,8 @@ def _compute(sample, fn, *args, **kwargs) -> dict:
 
 @EIGENBASIS.implement("mesh")
 def _mesh(sample, p: EigenbasisParams) -> dict:
-    return _compute(sample, mesh_eigenbasis, sample["pos"], sample["faces"], p.k,
-                    **p.solver_options())
+    return _compute(sample, mesh_eigenbasis, sample["pos"], sample["faces"], p.k, p.laplacian,
+                    p.shift, **p.solver_options())
 
 
 @EIGENBASIS.implement("graph")

@@ -28,20 +28,28 @@ from gdl_data.ops.neighborhoods import healpix_neighbours_of
 from gdl_data.ops.registry import register_op
 from gdl_data.ops.transport import tangent_coordinates
 
+REGULARIZATION_SCALES = ("relative", "absolute")
+
 
 def tangent_gradient_operators(pos: np.ndarray, frames: np.ndarray, edge_index: np.ndarray,
-                               regularization: float = 1e-8) -> tuple[sp.csr_matrix, sp.csr_matrix]:
+                               regularization: float = 1e-8, regularization_scale: str = "relative"
+                               ) -> tuple[sp.csr_matrix, sp.csr_matrix]:
     """DiffusionNet's per-vertex least-squares gradient, as sparse matrices (grad_x, grad_y).
 
     For vertex i with outgoing edges e = (i, j) and tangent edge vectors v_e (the edge projected
-    onto i's (e1, e2)): A_i = Σ v_e v_eᵀ + λ·tr(A_i)/2·I, and g_i = A_i⁻¹ Σ v_e (f_j − f_i).
-    λ = `regularization` is relative to the squared edge lengths, so the operators scale exactly
-    as 1/length (DiffusionNet adds 1e-5 absolute, on shapes scaled to unit size); it keeps the
-    2 × 2 solve defined when all neighbours are collinear. A vertex with no neighbours gets a
-    zero row (gradient 0).
+    onto i's (e1, e2)): A_i = Σ v_e v_eᵀ + r_i·I, and g_i = A_i⁻¹ Σ v_e (f_j − f_i); the ridge
+    r_i keeps the 2 × 2 solve defined when all neighbours are collinear.
+    regularization_scale "relative" (default): r_i = λ·tr(Σ v_e v_eᵀ)/2, so the operators scale
+    exactly as 1/length and no vertex's fit is bent by the unit; "absolute": r_i = λ in length²,
+    DiffusionNet's rule (its geometry.py adds 1e-5). With the absolute ridge a vertex whose
+    1-ring is nearly collinear (small eigenvalue of Σ v_e v_eᵀ not ≫ λ, e.g. the tips of the
+    thin legs of pyvista's ant.ply: eigenvalue ≈ 2e-4 in the file's units) gets a visibly
+    damped gradient across that direction; the relative 1e-8 leaves it the plain fit.
+    A vertex with no neighbours gets a zero row (gradient 0).
 
     pos: (n, 3); frames: (n, 3, 3) rows (e1, e2, normal); edge_index: (2, e) [source, target];
-    regularization: λ ≥ 0, default 1e-8. Returns (grad_x, grad_y), scipy CSR (n, n) float64.
+    regularization: λ ≥ 0, default 1e-8; regularization_scale: "relative" or "absolute".
+    Returns (grad_x, grad_y), scipy CSR (n, n) float64.
     """
     n = len(pos)
     src, dst = np.asarray(edge_index, dtype=np.int64)
@@ -51,7 +59,7 @@ def tangent_gradient_operators(pos: np.ndarray, frames: np.ndarray, edge_index: 
     a_xx = np.bincount(src, weights=v[:, 0] ** 2, minlength=n)
     a_xy = np.bincount(src, weights=v[:, 0] * v[:, 1], minlength=n)
     a_yy = np.bincount(src, weights=v[:, 1] ** 2, minlength=n)
-    ridge = regularization * (a_xx + a_yy) / 2.0
+    ridge = regularization * ((a_xx + a_yy) / 2.0 if regularization_scale == "relative" else 1.0)
     a_xx, a_yy = a_xx + ridge, a_yy + ridge
     det = a_xx * a_yy - a_xy ** 2
     inv_det = np.divide(1.0, det, out=np.zeros(n), where=det > 0)
@@ -82,11 +90,13 @@ def _coo_columns(name: str, matrix: sp.csr_matrix) -> dict[str, np.ndarray]:
 @dataclass(frozen=True)
 class GradientsParams:
     """`gradients` parameters: `knn` neighbours per point on point clouds (default 30, as
-    DiffusionNet); `regularization` λ of the 2 × 2 least-squares solve, relative to the squared
-    edge lengths (default 1e-8)."""
+    DiffusionNet); `regularization` λ of the 2 × 2 least-squares solve (default 1e-8), read
+    per `regularization_scale`: "relative" to the squared edge lengths (default) or "absolute"
+    in length² (DiffusionNet: regularization 1e-5, absolute). See tangent_gradient_operators."""
 
     knn: int = 30
     regularization: float = 1e-8
+    regularization_scale: str = "relative"
 
     def __post_init__(self):
         if isinstance(self.knn, bool) or not isinstance(self.knn, int) or self.knn < 2:
@@ -96,6 +106,10 @@ class GradientsParams:
                 or not 0 <= self.regularization < 1):
             raise ValueError(f"regularization must be a number in [0, 1), got "
                              f"{self.regularization!r}; write e.g. gradients: {{regularization: 1e-8}}")
+        if self.regularization_scale not in REGULARIZATION_SCALES:
+            raise ValueError(f"regularization_scale must be 'relative' or 'absolute', got "
+                             f"{self.regularization_scale!r}; write e.g. "
+                             f"gradients: {{regularization_scale: relative}}")
 
 
 GRADIENTS = register_op(
@@ -122,5 +136,6 @@ def _sphere(sample, p: GradientsParams) -> dict[str, np.ndarray]:
 
 
 def _operators(pos, frames, edges, p: GradientsParams) -> dict[str, np.ndarray]:
-    grad_x, grad_y = tangent_gradient_operators(pos, frames, edges, p.regularization)
+    grad_x, grad_y = tangent_gradient_operators(pos, frames, edges, p.regularization,
+                                                p.regularization_scale)
     return {**_coo_columns("grad_x", grad_x), **_coo_columns("grad_y", grad_y)}
