@@ -200,3 +200,56 @@ def test_default_parameters_are_not_diffusionnets_on_the_ant():
     ours, ref = gdl_operators(pos, faces, params={}, k=4), ref_operators(pos, faces, k=4)
     dots = np.einsum("ij,ij->i", ours["frames"][:, 2], ref["frames"][:, 2])
     assert dots.min() < 0.9
+
+
+# --- the pieces, on their own ----------------------------------------------------------------
+
+def test_uniform_weighting_gives_each_triangle_one_vote():
+    """Vertex 0 is shared by a large triangle in z = 0 (normal +z, area 50) and a small one in
+    x = 0 (normal +x, area 0.5): one vote each is (1, 0, 1)/√2; area weighting leans to +z."""
+    from gdl_data.ops.frames import mesh_vertex_normals
+
+    pos = np.array([[0, 0, 0], [10, 0, 0], [0, 10, 0], [0, -1, 0], [0, 0, -1.0]])
+    faces = np.array([[0, 1, 2], [0, 3, 4]])
+    uniform = mesh_vertex_normals(pos, faces, weighting="uniform")[0]
+    np.testing.assert_allclose(uniform, [np.sqrt(0.5), 0, np.sqrt(0.5)], atol=1e-12)
+    area = mesh_vertex_normals(pos, faces, weighting="area")[0]
+    np.testing.assert_allclose(area, np.array([0.5, 0, 50]) / np.hypot(0.5, 50), atol=1e-12)
+    damped = mesh_vertex_normals(pos, faces, weighting="uniform", normal_eps=1.0)[0]
+    # |c| = 2·area: the small triangle's vote is 1 / (1 + 1) = 0.5, the large one's 100 / 101.
+    np.testing.assert_allclose(damped, np.array([0.5, 0, 100 / 101]) / np.hypot(0.5, 100 / 101))
+
+
+def test_cotan_laplacian_is_potpourri3ds_and_keeps_unreferenced_vertices():
+    from gdl_data.ops.laplacian import cotan_laplacian
+
+    pos, faces = pyvista_mesh("ant.ply")
+    L, mass = cotan_laplacian(pos, faces)
+    L_ref = pp3d.cotan_laplacian(pos, faces, denom_eps=1e-10)
+    assert abs(L - L_ref).max() <= 1e-12 * abs(L_ref).max()
+    areas = pp3d.vertex_areas(pos, faces)
+    np.testing.assert_allclose(mass, areas + 1e-8 * areas.mean(), rtol=1e-12)
+    # One vertex in no triangle: zero row, mass 1e-8 × the mean area, its own zero eigenvalue.
+    extra = np.vstack([pos, [[100.0, 0, 0]]])
+    out = run_op("eigenbasis", mesh_record(extra, faces), k=20, laplacian="cotan")
+    assert out["mass"][-1] == pytest.approx(1e-8 * areas.mean() * len(pos) / (len(pos) + 1))
+    assert np.sum(out["evals"] < 1e-9) == 16           # the ant's 15 components + the loner
+
+
+@pytest.mark.parametrize("op, params, domain, message", [
+    ("eigenbasis", {"laplacian": "intrinsic"}, "mesh", "laplacian must be one of"),
+    ("eigenbasis", {"shift": "1e-8"}, "mesh", r"shift: 1\.0e-8"),
+    ("eigenbasis", {"shift": -1e-8}, "mesh", "shift must be a number"),
+    ("eigenbasis", {"laplacian": "cotan"}, "graph", "for graph remove them"),
+    ("eigenbasis", {"shift": 1e-8}, "sphere", "for sphere remove them"),
+    ("frames", {"weighting": "equal"}, "mesh", "'uniform'"),
+    ("frames", {"pca_centre": "mean"}, "mesh", "pca_centre: point"),
+    ("frames", {"normal_eps": -1.0}, "mesh", "normal_eps must be a number"),
+    ("gradients", {"regularization_scale": "abs"}, "mesh", "regularization_scale: relative"),
+])
+def test_bad_parameters_say_what_to_write(op, params, domain, message):
+    from gdl_data.errors import SpecError
+    from gdl_data.ops import get_op
+
+    with pytest.raises(SpecError, match=message):
+        get_op(op).parse_params(params, domain)

@@ -75,7 +75,8 @@ def test_diffusionnet_autoscale_times_and_formula():
     out = run_op("hks", sample, times=16, **DIFFUSIONNET_PARAMS["hks"])
     scales = torch.logspace(-2, 0.0, steps=16, dtype=torch.float64)
     evals, evecs = torch.from_numpy(sample["evals"]), torch.from_numpy(sample["evecs"])
-    expected = (torch.exp(-evals[None, :] * scales[:, None])[None] * (evecs ** 2)[:, None, :]).sum(-1)
+    decay = torch.exp(-evals[None, :] * scales[:, None])                     # (S, K)
+    expected = (decay[None] * (evecs ** 2)[:, None, :]).sum(-1)              # (V, S)
     np.testing.assert_allclose(out["hks_times"], scales.numpy(), rtol=1e-12)
     np.testing.assert_allclose(out["hks"], expected.numpy(), rtol=1e-12)
 

@@ -88,7 +88,7 @@ class EigenbasisParams:
         if isinstance(self.shift, bool) or not isinstance(self.shift, (int, float)) \
                 or not 0 <= self.shift < 1:
             raise ValueError(f"shift must be a number in [0, 1), got {self.shift!r}; "
-                             f"write e.g. shift: 1e-8 (DiffusionNet's) or leave it out")
+                             f"write e.g. shift: 1.0e-8 (DiffusionNet's) or leave it out")
 
     def check_domain(self, domain: str) -> None:
         if domain == "mesh" and self.normalization != "combinatorial":
@@ -116,8 +116,8 @@ def mesh_eigenbasis(pos: np.ndarray, faces: np.ndarray, k: int = 64, laplacian: 
 
     pos: (n, 3); faces: (f, 3) int or (0, 3) for a point cloud; k: pairs (default 64);
     laplacian: "robust" (default, mesh_laplacian) or "cotan" (cotan_laplacian; point clouds
-    get the robust point-cloud Laplacian of the coordinates as given, uncentred); shift: added to L's diagonal (default 0;
-    DiffusionNet's 1e-8); solver_options: `solver`, `tol`, `dense_below`, `seed` of
+    get the robust point-cloud Laplacian of the coordinates as given, uncentred);
+    shift: added to L's diagonal (default 0; DiffusionNet's 1e-8); solver_options: `solver`, `tol`, `dense_below`, `seed` of
     smallest_eigenpairs.
     Returns {"mass" (n,), "evals" (k,), "evecs" (n, k)} in the units of pos (evals in 1/length²).
     """

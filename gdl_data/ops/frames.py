@@ -262,8 +262,9 @@ class FramesParams:
                              f"write e.g. frames: {{pca_centre: point}}")
         if isinstance(self.normal_eps, bool) or not isinstance(self.normal_eps, (int, float)) \
                 or not 0 <= self.normal_eps < np.inf:
-            raise ValueError(f"normal_eps must be a number ≥ 0 (length²), got {self.normal_eps!r}; "
-                             f"write e.g. frames: {{normal_eps: 1e-6}} (DiffusionNet's) or leave it out")
+            raise ValueError(f"normal_eps must be a number ≥ 0 (length²), got "
+                             f"{self.normal_eps!r}; write e.g. frames: {{normal_eps: 1.0e-6}} "
+                             f"(DiffusionNet's) or leave it out")
         if self.tangent_rule != FramesParams.tangent_rule:
             raise ValueError("tangent_rule is fixed (it is recorded so the manifest documents "
                              "the gauge); remove it from the spec")

@@ -88,8 +88,9 @@ class HksParams:
             if not isinstance(t, (list, tuple)) or not t or any(
                     isinstance(x, bool) or not isinstance(x, (int, float)) or not 0 < x < np.inf
                     for x in t):
-                raise ValueError(f"with scale absolute, times must be a list of positive numbers, "
-                                 f"got {t!r}; write e.g. hks: {{scale: absolute, times: [0.01, 0.1]}}")
+                raise ValueError(f"with scale absolute, times must be a list of positive "
+                                 f"numbers, got {t!r}; write e.g. "
+                                 f"hks: {{scale: absolute, times: [0.01, 0.1]}}")
             object.__setattr__(self, "times", [float(x) for x in t])
         elif isinstance(t, bool) or not isinstance(t, int) or t < 1:
             raise ValueError(f"with scale {self.scale}, times must be a positive int (how many "

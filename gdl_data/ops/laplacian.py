@@ -84,7 +84,7 @@ def mesh_laplacian(pos: np.ndarray, faces: np.ndarray, mollify_factor: float = 1
 
 def cotan_laplacian(pos: np.ndarray, faces: np.ndarray, denom_eps: float = COTAN_DENOM_EPS,
                     mass_eps: float = COTAN_MASS_EPS) -> tuple[sp.csr_matrix, np.ndarray]:
-    """Cotangent Laplacian and barycentric lumped mass of a triangle mesh, as DiffusionNet builds them.
+    """Cotangent Laplacian and barycentric lumped mass of a triangle mesh, as DiffusionNet has them.
 
     Each triangle adds, for each of its sides (i, j) with opposite corner k, the weight
     w = ½ cot θ_k = ½ (a · b) / (|a × b| + denom_eps), a = p_i − p_k, b = p_j − p_k, to
