@@ -253,3 +253,18 @@ def test_bad_parameters_say_what_to_write(op, params, domain, message):
 
     with pytest.raises(SpecError, match=message):
         get_op(op).parse_params(params, domain)
+
+
+def test_the_readme_spec_block_is_diffusionnet_params():
+    import re
+
+    import yaml
+
+    from gdl_data.ops import get_op
+
+    readme = open(os.path.join(os.path.dirname(__file__), "..", "README.md")).read()
+    block = re.search(r"### DiffusionNet parity.*?```yaml\n(.*?)```", readme, re.S).group(1)
+    for name, raw in yaml.safe_load(block)["ops"].items():
+        params = get_op(name).parse_params(raw, "mesh")
+        for key, value in DIFFUSIONNET_PARAMS[name].items():
+            assert getattr(params, key) == value, (name, key)

@@ -5,6 +5,9 @@ Surfaces* (ACM TOG 2022): at each vertex i, the gradient g ∈ R² of a function
 vertex's tangent frame (e1, e2) is the least-squares fit of f(j) − f(i) ≈ g · v_ij over its
 neighbours j, v_ij being the edge j − i projected onto (e1, e2). The fit is linear in f, so
 it is two sparse n × n matrices: (grad_x @ f)[i] = g·e1 and (grad_y @ f)[i] = g·e2.
+The defaults build DiffusionNet's construction, not its numbers: its frames (`frames` with
+weighting uniform) and its absolute ridge (regularization_scale absolute) give those
+(README, "DiffusionNet parity"; gdl_data.ops.DIFFUSIONNET_PARAMS).
 
 Stored layout (no sparse type in storage): each matrix as COO,
   `grad_x_index` (2, nnz) int64, rows [row, col];  `grad_x_value` (nnz,) float,
