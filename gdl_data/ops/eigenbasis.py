@@ -52,7 +52,7 @@ class EigenbasisParams:
       "robust", on the coordinates as given with "cotan" (as DiffusionNet; see laplacian.py).
     shift: meshes only: solve (L + shift·I) φ = λ M φ (default 0). DiffusionNet adds 1e-8
       (absolute) so that its shift-invert solve never factors a singular matrix; write
-      shift: 1e-8 to get its evals to the last digit, e.g. its "zero" eigenvalues ≈ 1e-8·Σφ².
+      shift: 1.0e-8 to get its evals to the last digit, e.g. its "zero" eigenvalues ≈ 1e-8·Σφ².
     basis: "laplacian" (default) or, on the sphere only, "spherical_harmonics".
     solver: "block_lanczos" (default; shift-invert block Lanczos, gdl_data/ops/eigensolver.py)
       or "arpack" (scipy's eigsh, shift-invert, on the same Cholesky factor).
@@ -117,8 +117,8 @@ def mesh_eigenbasis(pos: np.ndarray, faces: np.ndarray, k: int = 64, laplacian: 
     pos: (n, 3); faces: (f, 3) int or (0, 3) for a point cloud; k: pairs (default 64);
     laplacian: "robust" (default, mesh_laplacian) or "cotan" (cotan_laplacian; point clouds
     get the robust point-cloud Laplacian of the coordinates as given, uncentred);
-    shift: added to L's diagonal (default 0; DiffusionNet's 1e-8); solver_options: `solver`, `tol`, `dense_below`, `seed` of
-    smallest_eigenpairs.
+    shift: added to L's diagonal (default 0; DiffusionNet's 1e-8);
+    solver_options: `solver`, `tol`, `dense_below`, `seed` of smallest_eigenpairs.
     Returns {"mass" (n,), "evals" (k,), "evecs" (n, k)} in the units of pos (evals in 1/length²).
     """
     faces = np.asarray(faces, dtype=np.int64).reshape(-1, 3)

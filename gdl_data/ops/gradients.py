@@ -6,8 +6,9 @@ vertex's tangent frame (e1, e2) is the least-squares fit of f(j) − f(i) ≈ g 
 neighbours j, v_ij being the edge j − i projected onto (e1, e2). The fit is linear in f, so
 it is two sparse n × n matrices: (grad_x @ f)[i] = g·e1 and (grad_y @ f)[i] = g·e2.
 The defaults build DiffusionNet's construction, not its numbers: its frames (`frames` with
-weighting uniform) and its absolute ridge (regularization_scale absolute) give those
-(README, "DiffusionNet parity"; gdl_data.ops.DIFFUSIONNET_PARAMS).
+weighting uniform, normal_eps 1e-6, pca_centre point) and its ridge (regularization 1e-5,
+regularization_scale absolute) give those (README, "DiffusionNet parity";
+gdl_data.ops.DIFFUSIONNET_PARAMS).
 
 Stored layout (no sparse type in storage): each matrix as COO,
   `grad_x_index` (2, nnz) int64, rows [row, col];  `grad_x_value` (nnz,) float,
