@@ -4,8 +4,12 @@ Outputs (shared/DESIGN.md): `mass` (n,), `evals` (k,), `evecs` (n, k) — ascend
 orthonormal w.r.t. mass, each column's largest-magnitude entry positive (ties: lowest index).
 Same input, same parameters: byte-identical output.
 
-  mesh      robust intrinsic Laplacian (Sharp & Crane 2020), generalized L φ = λ M φ, M the
-            vertex areas; point clouds (faces (0, 3)) use its point-cloud variant.
+  mesh      generalized L φ = λ M φ, M the vertex areas. laplacian "robust" (default): the
+            robust intrinsic Laplacian (Sharp & Crane 2020); "cotan": the plain cotangent
+            Laplacian with barycentric areas, DiffusionNet's mesh operators (with shift 1e-8
+            its evals too: README, "DiffusionNet parity"). Point clouds (faces (0, 3)) use the
+            robust point-cloud Laplacian either way (as DiffusionNet does), centred first
+            with "robust", as given with "cotan".
   graph     D − A ("combinatorial", default) or D^-½ (D − A) D^-½ ("sym"); mass ones.
   molecule  the bond graph's Laplacian, as a graph; a single atom gives (0, [1]).
   sphere    basis "laplacian" (default): DeepSphere's HEALPix graph Laplacian (mass ones);
@@ -22,11 +26,13 @@ import warnings
 from dataclasses import dataclass
 
 import numpy as np
+import scipy.sparse as sp
 
 from gdl_data.errors import OpError, SpecError
 from gdl_data.ops.eigensolver import SOLVERS, smallest_eigenpairs
 from gdl_data.ops.healpix import healpix_graph, pixel_centres, real_spherical_harmonics
-from gdl_data.ops.laplacian import NORMALIZATIONS, graph_laplacian, mesh_laplacian
+from gdl_data.ops.laplacian import (LAPLACIANS, NORMALIZATIONS, cotan_laplacian,
+                                    graph_laplacian, mesh_laplacian)
 from gdl_data.ops.registry import register_op
 from gdl_data.params import Choice, Integer, Number, check_params, param
 
@@ -37,9 +43,14 @@ BASES = ("laplacian", "spherical_harmonics")
 class EigenbasisParams:
     """`eigenbasis` parameters (declared below; README's table is generated from them).
 
-    normalization applies to graphs, molecules and the HEALPix graph; meshes always use the
-    robust cotangent Laplacian with its mass matrix (the combinatorial form), so they accept
-    only the default. solver "block_lanczos" is gdl_data/ops/eigensolver.py.
+    normalization applies to graphs, molecules and the HEALPix graph; meshes always use a
+    cotangent Laplacian with its mass matrix (the combinatorial form), so they accept only the
+    default. laplacian (meshes): "robust" (robust-laplacian, Sharp & Crane 2020) or "cotan"
+    (gdl_data.ops.laplacian.cotan_laplacian: DiffusionNet's mesh L and mass); point clouds get
+    the robust point-cloud Laplacian with either: centred on their mean first with "robust", on
+    the coordinates as given with "cotan" (as DiffusionNet). shift (meshes): solve
+    (L + shift·I) φ = λ M φ; DiffusionNet adds 1e-8 so that its shift-invert solve never factors
+    a singular matrix. solver "block_lanczos" is gdl_data/ops/eigensolver.py.
     """
 
     k: int = param(64, Integer(1), doc="eigenpairs per sample (all n when k ≥ n)")
@@ -52,14 +63,22 @@ class EigenbasisParams:
     tol: float = param(1e-6, Number(0, 1), doc="relative residual of every eigenpair")
     dense_below: int = param(1000, Integer(0),
                              doc="samples with at most this many vertices use dense LAPACK")
+    laplacian: str = param("robust", Choice(LAPLACIANS),
+                           doc="meshes: robust-laplacian, or the cotan Laplacian DiffusionNet uses")
+    shift: float = param(0.0, Number(0, 1, low_open=False), example=1.0e-8,
+                         doc="meshes: solve with L + shift·I (DiffusionNet: 1e-8)")
 
     def __post_init__(self):
         check_params(self)
 
     def check_domain(self, domain: str) -> None:
         if domain == "mesh" and self.normalization != "combinatorial":
-            raise SpecError("eigenbasis: meshes use the robust cotangent Laplacian with its mass "
-                            "matrix; remove normalization (or write normalization: combinatorial)")
+            raise SpecError("eigenbasis: meshes use the robust cotangent Laplacian (or the plain "
+                            "one: laplacian: cotan) with its mass matrix; remove normalization "
+                            "(or write normalization: combinatorial)")
+        if domain != "mesh" and (self.laplacian != "robust" or self.shift != 0):
+            raise SpecError(f"eigenbasis: laplacian and shift choose between mesh Laplacians; "
+                            f"for {domain} remove them")
         if domain != "sphere" and self.basis != "laplacian":
             raise SpecError(f"eigenbasis: basis {self.basis} exists only on the sphere; for "
                             f"{domain} remove basis (or write basis: laplacian)")
@@ -74,14 +93,24 @@ EIGENBASIS = register_op("eigenbasis", EigenbasisParams, version="2",
                          outputs=("mass", "evals", "evecs"), doc=__doc__.split("\n\n")[0])
 
 
-def mesh_eigenbasis(pos: np.ndarray, faces: np.ndarray, k: int = 64, **solver_options) -> dict:
-    """Laplace–Beltrami eigenbasis of a triangle mesh or point cloud (robust Laplacian).
+def mesh_eigenbasis(pos: np.ndarray, faces: np.ndarray, k: int = 64, laplacian: str = "robust",
+                    shift: float = 0.0, **solver_options) -> dict:
+    """Laplace–Beltrami eigenbasis of a triangle mesh or point cloud.
 
     pos: (n, 3); faces: (f, 3) int or (0, 3) for a point cloud; k: pairs (default 64);
+    laplacian: "robust" (default, mesh_laplacian) or "cotan" (cotan_laplacian; point clouds
+    get the robust point-cloud Laplacian of the coordinates as given, uncentred);
+    shift: added to L's diagonal (default 0; DiffusionNet's 1e-8);
     solver_options: `solver`, `tol`, `dense_below`, `seed` of smallest_eigenpairs.
     Returns {"mass" (n,), "evals" (k,), "evecs" (n, k)} in the units of pos (evals in 1/length²).
     """
-    L, mass = mesh_laplacian(pos, faces)
+    faces = np.asarray(faces, dtype=np.int64).reshape(-1, 3)
+    if laplacian == "cotan" and len(faces):
+        L, mass = cotan_laplacian(pos, faces)
+    else:   # DiffusionNet's point clouds: robust-laplacian on the coordinates as given
+        L, mass = mesh_laplacian(pos, faces, centre=laplacian == "robust")
+    if shift:
+        L = L + shift * sp.identity(L.shape[0], format="csr")
     # Solve at unit scale (the shift and tolerances see O(1) numbers), then scale back exactly.
     area = mass.sum()
     evals, evecs = smallest_eigenpairs(L, mass / area, k, **solver_options)
@@ -133,8 +162,8 @@ def _compute(sample, fn, *args, **kwargs) -> dict:
 
 @EIGENBASIS.implement("mesh")
 def _mesh(sample, p: EigenbasisParams) -> dict:
-    return _compute(sample, mesh_eigenbasis, sample["pos"], sample["faces"], p.k,
-                    **p.solver_options())
+    return _compute(sample, mesh_eigenbasis, sample["pos"], sample["faces"], p.k, p.laplacian,
+                    p.shift, **p.solver_options())
 
 
 @EIGENBASIS.implement("graph")

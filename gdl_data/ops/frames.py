@@ -16,13 +16,14 @@ from scipy.sparse import csgraph
 from scipy.spatial import cKDTree
 
 from gdl_data.errors import SpecError
-from gdl_data.ops.neighbor_graphs import mesh_components
+from gdl_data.ops.neighbor_graphs import knn_edge_index, mesh_components
 from gdl_data.ops.registry import register_op
-from gdl_data.params import Choice, Fixed, Integer, check_params, check_value, param
+from gdl_data.params import Choice, Fixed, Integer, Number, check_params, check_value, param
 
-NORMAL_WEIGHTINGS = ("area", "angle")
+NORMAL_WEIGHTINGS = ("area", "angle", "uniform")
 ORIENTATIONS = ("mst", "centroid")
 TANGENT_RULE = "e1 = x axis projected, or y axis where |n.x| >= 0.9; e2 = n x e1"
+PCA_CENTRES = ("centroid", "point")
 
 # |n·axis| above this switches the reference axis, so the projected axis keeps a length of at
 # least sqrt(1 - 0.9²) ≈ 0.44 (the rule of DiffusionNet's geometry.py).
@@ -68,19 +69,29 @@ def sphere_frames(pos: np.ndarray) -> np.ndarray:
 
 
 def mesh_vertex_normals(pos: np.ndarray, faces: np.ndarray, weighting: str = "area",
-                        knn: int = 30) -> np.ndarray:
+                        knn: int = 30, normal_eps: float = 0.0) -> np.ndarray:
     """Unit vertex normals of a triangle mesh, outward on every closed component.
 
-    Each vertex sums the unit normals of its triangles weighted by the triangle's area
-    (`weighting="area"`, as DiffusionNet and trimesh do) or by the triangle's interior angle at
-    the vertex (`"angle"`, Thürmer & Wüthrich 1998: independent of how a region is triangulated).
+    Each vertex sums the unit normals of its triangles, weighted by
+      "area"     the triangle's area (libigl's AREA weighting; smooth on fine meshes, but one
+                 large triangle outvotes many small ones),
+      "angle"    the triangle's interior angle at the vertex (Thürmer & Wüthrich 1998; trimesh's
+                 `vertex_normals`): independent of how a flat region is triangulated,
+      "uniform"  1: one vote per triangle (Gouraud 1971; libigl's UNIFORM), what DiffusionNet's
+                 geometry.py (`mesh_vertex_normals`) does, so its frames and gradients follow.
     A component whose every edge is shared by exactly two triangles is closed; if its signed
     volume is negative (triangles wound clockwise) its normals are flipped so they point outward.
     Open components keep the orientation of their winding. Vertices that belong to no
     (non-degenerate) triangle get the point-cloud normal of their `knn` nearest vertices.
 
-    pos: (n, 3); faces: (f, 3) int, consistently wound; weighting: "area" (default) or "angle";
-    knn: neighbours for the fallback, default 30. Returns (n, 3) float64 unit normals.
+    A triangle's unit normal is c / (|c| + normal_eps), c = (p1 − p0) × (p2 − p0) ("angle" and
+    "uniform"): normal_eps 0 (default) gives every triangle a full vote; DiffusionNet's
+    `normalize` adds 1e-6 (absolute, length²), so triangles with |c| = 2·area not ≫ 1e-6 vote
+    less (pyvista's ant.ply: 8 triangles with |c| ≈ 5e-5–1e-4 move a normal by 5e-3 rad).
+
+    pos: (n, 3); faces: (f, 3) int, consistently wound; weighting: "area" (default), "angle" or
+    "uniform"; knn: neighbours for the fallback, default 30; normal_eps ≥ 0 in length²,
+    default 0. Returns (n, 3) float64 unit normals.
     """
     pos = np.asarray(pos, dtype=np.float64)
     faces = np.asarray(faces, dtype=np.int64)
@@ -91,8 +102,10 @@ def mesh_vertex_normals(pos: np.ndarray, faces: np.ndarray, weighting: str = "ar
     if weighting == "area":
         corner_weights = np.repeat(face_cross[:, None, :], 3, axis=1)
     elif weighting == "angle":
-        face_unit = _unit_or_zero(face_cross)
+        face_unit = _unit_or_zero(face_cross, normal_eps)
         corner_weights = _corner_angles(p0, p1, p2)[:, :, None] * face_unit[:, None, :]
+    elif weighting == "uniform":
+        corner_weights = np.repeat(_unit_or_zero(face_cross, normal_eps)[:, None, :], 3, axis=1)
     else:
         check_value("weighting", weighting, Choice(NORMAL_WEIGHTINGS))
     summed = np.zeros((n, 3))
@@ -107,28 +120,42 @@ def mesh_vertex_normals(pos: np.ndarray, faces: np.ndarray, weighting: str = "ar
     return normals
 
 
-def point_cloud_normals(pos: np.ndarray, knn: int = 30, orient: str = "mst") -> np.ndarray:
+def point_cloud_normals(pos: np.ndarray, knn: int = 30, orient: str = "mst",
+                        pca_centre: str = "centroid") -> np.ndarray:
     """Unit normals of a point cloud by local PCA, consistently oriented (Hoppe et al. 1992).
 
-    The normal at a point is the least-variance direction of its `knn` nearest neighbours
-    (itself included). Orientation: `"mst"` propagates a consistent sign along a minimum
+    The normal at a point p is the least-variance direction of a neighbourhood: with
+    `pca_centre="centroid"` that of its `knn` nearest points (p included) about their centroid
+    (Hoppe et al.); with `"point"` the normal of the plane through p that best fits its `knn`
+    nearest other points, i.e. the least singular direction of their offsets from p (what
+    DiffusionNet's geometry.py does; it differs from the centroid fit at edges and corners).
+    Orientation: `"mst"` propagates a consistent sign along a minimum
     spanning tree of the kNN graph weighted by 1 − |n_i·n_j|, starting in each connected part
     from the point farthest from that part's centroid, whose normal is made to point away from
     it (Hoppe et al., *Surface reconstruction from unorganized points*, 1992); `"centroid"`
     makes every normal point away from the cloud's centroid (right for star-shaped clouds).
 
-    pos: (n, 3); knn: default 30 (DiffusionNet's choice), capped at n; orient: "mst" (default)
-    or "centroid". Returns (n, 3) float64 unit normals.
+    DiffusionNet leaves the sign to LAPACK's SVD (about half point inward); here it is oriented.
+
+    pos: (n, 3); knn: default 30 (DiffusionNet's choice), capped at n (n − 1 for "point");
+    orient: "mst" (default) or "centroid"; pca_centre: "centroid" (default) or "point".
+    Returns (n, 3) float64 unit normals.
     """
     pos = np.asarray(pos, dtype=np.float64)
     n = len(pos)
     check_value("orient", orient, Choice(ORIENTATIONS))
+    check_value("pca_centre", pca_centre, Choice(PCA_CENTRES))
     if n == 0:
         return np.zeros((0, 3))
-    k = max(1, min(knn, n))
-    _, neighbours = cKDTree(pos).query(pos, k=k)
-    neighbours = neighbours.reshape(n, k)
-    patches = pos[neighbours] - pos[neighbours].mean(axis=1, keepdims=True)
+    if pca_centre == "point" and n >= 2:
+        # knn_edge_index keeps exactly min(knn, n − 1) other points per point, sorted by source.
+        neighbours = knn_edge_index(pos, knn, symmetric=False)[1].reshape(n, -1)
+        patches = pos[neighbours] - pos[:, None, :]
+    else:
+        k = max(1, min(knn, n))
+        _, neighbours = cKDTree(pos).query(pos, k=k)
+        neighbours = neighbours.reshape(n, k)
+        patches = pos[neighbours] - pos[neighbours].mean(axis=1, keepdims=True)
     _, eigvecs = np.linalg.eigh(np.einsum("nki,nkj->nij", patches, patches))
     normals = eigvecs[:, :, 0]                          # eigh sorts ascending: least variance
     outward = np.einsum("ij,ij->i", normals, pos - pos.mean(axis=0))
@@ -166,8 +193,8 @@ def _mst_orientation_signs(pos, normals, neighbours) -> np.ndarray:
     return np.asarray(signs)
 
 
-def _unit_or_zero(vectors: np.ndarray) -> np.ndarray:
-    norms = np.linalg.norm(vectors, axis=1, keepdims=True)
+def _unit_or_zero(vectors: np.ndarray, eps: float = 0.0) -> np.ndarray:
+    norms = np.linalg.norm(vectors, axis=1, keepdims=True) + eps
     return np.divide(vectors, norms, out=np.zeros_like(vectors), where=norms > 0)
 
 
@@ -205,16 +232,23 @@ _UNDEFINED = {
 
 @dataclass(frozen=True)
 class FramesParams:
-    """`frames` parameters. Meshes: vertex normals weighted by `weighting`; point clouds (meshes
-    without faces) and unreferenced vertices: PCA over `knn` neighbours, oriented by `orient`.
-    Sphere: (e_θ, e_φ, r̂), no parameters used. `tangent_rule` documents the fixed gauge."""
+    """`frames` parameters. Meshes: normals weighted by `weighting` ("area" default, "angle", or
+    "uniform" = DiffusionNet's); point clouds (meshes without faces) and unreferenced vertices:
+    PCA over `knn` neighbours about `pca_centre` ("point" = DiffusionNet's; unreferenced vertices
+    always "centroid"), oriented by `orient`. `normal_eps` (length²; DiffusionNet 1e-6) damps the
+    vote of near-degenerate triangles. Sphere: (e_θ, e_φ, r̂), no parameters used.
+    `tangent_rule` documents the fixed gauge. See mesh_vertex_normals and point_cloud_normals."""
 
     weighting: str = param("area", Choice(NORMAL_WEIGHTINGS),
-                           doc="mesh vertex normals: face-area or corner-angle weights")
+                           doc="mesh vertex normals: face-area, corner-angle or one vote per face (DiffusionNet)")
     knn: int = param(30, Integer(3), doc="points per PCA normal fit (point clouds)")
     orient: str = param("mst", Choice(ORIENTATIONS),
                         doc="point-cloud normals: along a minimum spanning tree, or away from the centroid")
     tangent_rule: str = param(TANGENT_RULE, Fixed(TANGENT_RULE), doc="the gauge, recorded: " + TANGENT_RULE)
+    pca_centre: str = param("centroid", Choice(PCA_CENTRES),
+                            doc="point-cloud PCA about the neighbours' centroid, or about the point (DiffusionNet)")
+    normal_eps: float = param(0.0, Number(0.0, low_open=False), example=1.0e-6,
+                              doc="length² added to each face normal's norm (DiffusionNet: 1e-6)")
 
     def __post_init__(self):
         check_params(self)
@@ -239,9 +273,10 @@ def frames_for(sample: Mapping[str, Any], params: FramesParams | None = None) ->
 def _mesh(sample, p: FramesParams) -> dict[str, np.ndarray]:
     pos, faces = sample["pos"], np.asarray(sample["faces"]).reshape(-1, 3)
     if len(faces):
-        normals = mesh_vertex_normals(pos, faces, weighting=p.weighting, knn=p.knn)
+        normals = mesh_vertex_normals(pos, faces, weighting=p.weighting, knn=p.knn,
+                                      normal_eps=p.normal_eps)
     else:
-        normals = point_cloud_normals(pos, knn=p.knn, orient=p.orient)
+        normals = point_cloud_normals(pos, knn=p.knn, orient=p.orient, pca_centre=p.pca_centre)
     frames = tangent_basis(normals)
     return {"normals": frames[:, 2], "frames": frames}
 

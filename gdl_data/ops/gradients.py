@@ -5,6 +5,10 @@ Surfaces* (ACM TOG 2022): at each vertex i, the gradient g ∈ R² of a function
 vertex's tangent frame (e1, e2) is the least-squares fit of f(j) − f(i) ≈ g · v_ij over its
 neighbours j, v_ij being the edge j − i projected onto (e1, e2). The fit is linear in f, so
 it is two sparse n × n matrices: (grad_x @ f)[i] = g·e1 and (grad_y @ f)[i] = g·e2.
+The defaults build DiffusionNet's construction, not its numbers: its frames (`frames` with
+weighting uniform, normal_eps 1e-6, pca_centre point) and its ridge (regularization 1e-5,
+regularization_scale absolute) give those (README, "DiffusionNet parity";
+gdl_data.ops.DIFFUSIONNET_PARAMS).
 
 Stored layout (no sparse type in storage): each matrix as COO,
   `grad_x_index` (2, nnz) int64, rows [row, col];  `grad_x_value` (nnz,) float,
@@ -26,23 +30,31 @@ from gdl_data.ops.frames import frames_for
 from gdl_data.ops.neighbor_graphs import knn_edge_index, mesh_edge_index
 from gdl_data.ops.neighborhoods import healpix_neighbours_of
 from gdl_data.ops.registry import register_op
-from gdl_data.params import Integer, Number, check_params, param
+from gdl_data.params import Choice, Integer, Number, check_params, param
 from gdl_data.ops.transport import tangent_coordinates
+
+REGULARIZATION_SCALES = ("relative", "absolute")
 
 
 def tangent_gradient_operators(pos: np.ndarray, frames: np.ndarray, edge_index: np.ndarray,
-                               regularization: float = 1e-8) -> tuple[sp.csr_matrix, sp.csr_matrix]:
+                               regularization: float = 1e-8, regularization_scale: str = "relative"
+                               ) -> tuple[sp.csr_matrix, sp.csr_matrix]:
     """DiffusionNet's per-vertex least-squares gradient, as sparse matrices (grad_x, grad_y).
 
     For vertex i with outgoing edges e = (i, j) and tangent edge vectors v_e (the edge projected
-    onto i's (e1, e2)): A_i = Σ v_e v_eᵀ + λ·tr(A_i)/2·I, and g_i = A_i⁻¹ Σ v_e (f_j − f_i).
-    λ = `regularization` is relative to the squared edge lengths, so the operators scale exactly
-    as 1/length (DiffusionNet adds 1e-5 absolute, on shapes scaled to unit size); it keeps the
-    2 × 2 solve defined when all neighbours are collinear. A vertex with no neighbours gets a
-    zero row (gradient 0).
+    onto i's (e1, e2)): A_i = Σ v_e v_eᵀ + r_i·I, and g_i = A_i⁻¹ Σ v_e (f_j − f_i); the ridge
+    r_i keeps the 2 × 2 solve defined when all neighbours are collinear.
+    regularization_scale "relative" (default): r_i = λ·tr(Σ v_e v_eᵀ)/2, so the operators scale
+    exactly as 1/length and no vertex's fit is bent by the unit; "absolute": r_i = λ in length²,
+    DiffusionNet's rule (its geometry.py adds 1e-5). With the absolute ridge a vertex whose
+    1-ring is nearly collinear (small eigenvalue of Σ v_e v_eᵀ not ≫ λ, e.g. the tips of the
+    thin legs of pyvista's ant.ply: eigenvalue ≈ 2e-4 in the file's units) gets a visibly
+    damped gradient across that direction; the relative 1e-8 leaves it the plain fit.
+    A vertex with no neighbours gets a zero row (gradient 0).
 
     pos: (n, 3); frames: (n, 3, 3) rows (e1, e2, normal); edge_index: (2, e) [source, target];
-    regularization: λ ≥ 0, default 1e-8. Returns (grad_x, grad_y), scipy CSR (n, n) float64.
+    regularization: λ ≥ 0, default 1e-8; regularization_scale: "relative" or "absolute".
+    Returns (grad_x, grad_y), scipy CSR (n, n) float64.
     """
     n = len(pos)
     src, dst = np.asarray(edge_index, dtype=np.int64)
@@ -52,7 +64,7 @@ def tangent_gradient_operators(pos: np.ndarray, frames: np.ndarray, edge_index: 
     a_xx = np.bincount(src, weights=v[:, 0] ** 2, minlength=n)
     a_xy = np.bincount(src, weights=v[:, 0] * v[:, 1], minlength=n)
     a_yy = np.bincount(src, weights=v[:, 1] ** 2, minlength=n)
-    ridge = regularization * (a_xx + a_yy) / 2.0
+    ridge = regularization * ((a_xx + a_yy) / 2.0 if regularization_scale == "relative" else 1.0)
     a_xx, a_yy = a_xx + ridge, a_yy + ridge
     det = a_xx * a_yy - a_xy ** 2
     inv_det = np.divide(1.0, det, out=np.zeros(n), where=det > 0)
@@ -82,11 +94,15 @@ def _coo_columns(name: str, matrix: sp.csr_matrix) -> dict[str, np.ndarray]:
 
 @dataclass(frozen=True)
 class GradientsParams:
-    """`gradients` parameters (the regularization is relative to the squared edge lengths)."""
+    """`gradients` parameters: `regularization` is read per `regularization_scale`: "relative" to
+    the squared edge lengths (default) or "absolute" in length² (DiffusionNet: 1e-5, absolute).
+    See tangent_gradient_operators."""
 
     knn: int = param(30, Integer(2), doc="neighbours per point on point clouds (as DiffusionNet)")
     regularization: float = param(1e-8, Number(0, 1, low_open=False),
                                   doc="λ of the 2 × 2 least-squares solve")
+    regularization_scale: str = param("relative", Choice(REGULARIZATION_SCALES),
+                                      doc="λ relative to the squared edge lengths, or absolute (DiffusionNet)")
 
     def __post_init__(self):
         check_params(self)
@@ -116,5 +132,6 @@ def _sphere(sample, p: GradientsParams) -> dict[str, np.ndarray]:
 
 
 def _operators(pos, frames, edges, p: GradientsParams) -> dict[str, np.ndarray]:
-    grad_x, grad_y = tangent_gradient_operators(pos, frames, edges, p.regularization)
+    grad_x, grad_y = tangent_gradient_operators(pos, frames, edges, p.regularization,
+                                                p.regularization_scale)
     return {**_coo_columns("grad_x", grad_x), **_coo_columns("grad_y", grad_y)}

@@ -3,18 +3,24 @@
 Each builder returns (L, mass): L an (n, n) sparse symmetric positive semi-definite matrix
 (csr, float64), mass (n,) positive, such that the domain's eigenproblem is L φ = λ diag(mass) φ.
 
-  mesh        robust intrinsic cotangent Laplacian + lumped (Voronoi-like) vertex areas
-              (Sharp & Crane, "A Laplacian for Nonmanifold Triangle Meshes", 2020, package
-              robust-laplacian): survives non-manifold, sliver and zero-area triangles and
+  mesh        "robust" (default): robust intrinsic cotangent Laplacian + lumped (Voronoi-like)
+              vertex areas (Sharp & Crane, "A Laplacian for Nonmanifold Triangle Meshes", 2020,
+              package robust-laplacian): survives non-manifold, sliver and zero-area triangles and
               duplicated vertices. A point cloud (faces (0, 3)) gets the same paper's point-cloud
               Laplacian, built from local Delaunay triangulations of 30 nearest neighbours.
+              "cotan": the plain cotangent Laplacian on the mesh's own triangles + barycentric
+              vertex areas (a third of the incident triangles' areas), the operators DiffusionNet
+              (Sharp et al. 2022) builds for meshes (`cotan_laplacian` below).
   graph       combinatorial D − A (default) or symmetric normalised D^-½ (D − A) D^-½; mass ones.
   molecule    the bond graph's Laplacian, as a graph.
   sphere      the HEALPix pixel graph (gdl_data/ops/healpix.py), as a weighted graph.
 
 Geometry is centred and scaled to unit RMS radius before robust-laplacian sees it (the cotangent
 weights do not depend on scale, the areas scale back exactly by s²), so a mesh in micrometres
-and the same mesh in astronomical units give the same operator up to that factor.
+and the same mesh in astronomical units give the same operator up to that factor. Centring
+matters for point clouds: robust-laplacian's point-cloud Laplacian depends on where the cloud
+sits (measured: 800 points on a unit sphere moved by (1, 1, 1) change a point's mass by up to
+37 %, on a unit cube's surface by up to 84 %; a mesh's robust Laplacian does not move).
 """
 from __future__ import annotations
 
@@ -24,6 +30,12 @@ import scipy.sparse as sp
 from gdl_data.params import Choice, check_value
 
 NORMALIZATIONS = ("combinatorial", "sym")
+LAPLACIANS = ("robust", "cotan")      # mesh Laplacians: see mesh_laplacian / cotan_laplacian
+# DiffusionNet's constants (its geometry.py, compute_operators): cotangent denominators get +1e-10
+# (absolute, in length²) and every vertex area +1e-8 × the mean area, so a vertex in no triangle
+# still has positive mass.
+COTAN_DENOM_EPS = 1e-10
+COTAN_MASS_EPS = 1e-8
 POINT_CLOUD_NEIGHBORS = 30      # robust-laplacian's default neighbourhood for point clouds
 
 
@@ -39,8 +51,8 @@ def unit_scale(pos: np.ndarray) -> tuple[np.ndarray, float]:
     return centred / scale, scale
 
 
-def mesh_laplacian(pos: np.ndarray, faces: np.ndarray,
-                   mollify_factor: float = 1e-5) -> tuple[sp.csr_matrix, np.ndarray]:
+def mesh_laplacian(pos: np.ndarray, faces: np.ndarray, mollify_factor: float = 1e-5,
+                   centre: bool = True) -> tuple[sp.csr_matrix, np.ndarray]:
     """Robust intrinsic Laplacian and lumped mass of a triangle mesh or point cloud.
 
     pos: (n, 3); faces: (f, 3) int, (0, 3) for a point cloud (which needs at least 2 points);
@@ -48,12 +60,17 @@ def mesh_laplacian(pos: np.ndarray, faces: np.ndarray,
     (default 1e-5, the package's), which makes zero-area and sliver triangles harmless.
     Vertices in no triangle are decoupled by robust-laplacian (their own row, far above the low
     spectrum), so they take no slot among the smallest eigenpairs.
+    centre: True (default) centres the cloud on its mean first (see the module docstring);
+    False keeps the coordinates where they are, which is what DiffusionNet's compute_operators
+    passes to robust-laplacian (the same when its loader centred the shape already).
 
     Returns (L (n, n) csr, mass (n,)), both in the units of `pos` (mass is an area).
     """
     import robust_laplacian
 
     unit_pos, scale = unit_scale(pos)
+    if not centre:
+        unit_pos = np.asarray(pos, dtype=np.float64) / scale
     faces = np.asarray(faces, dtype=np.int64).reshape(-1, 3)
     if len(faces):
         L, M = robust_laplacian.mesh_laplacian(unit_pos, faces, mollify_factor=mollify_factor)
@@ -65,6 +82,43 @@ def mesh_laplacian(pos: np.ndarray, faces: np.ndarray,
             unit_pos, mollify_factor=mollify_factor,
             n_neighbors=min(POINT_CLOUD_NEIGHBORS, len(unit_pos) - 1))
     return sp.csr_matrix(L, dtype=np.float64), M.diagonal() * scale ** 2
+
+
+def cotan_laplacian(pos: np.ndarray, faces: np.ndarray, denom_eps: float = COTAN_DENOM_EPS,
+                    mass_eps: float = COTAN_MASS_EPS) -> tuple[sp.csr_matrix, np.ndarray]:
+    """Cotangent Laplacian and barycentric lumped mass of a triangle mesh, as DiffusionNet has them.
+
+    Each triangle adds, for each of its sides (i, j) with opposite corner k, the weight
+    w = ½ cot θ_k = ½ (a · b) / (|a × b| + denom_eps), a = p_i − p_k, b = p_j − p_k, to
+    L[i, i] and L[j, j] and −w to L[i, j] and L[j, i] (Pinkall & Polthier 1993; the same
+    expression as potpourri3d's `cotan_laplacian(V, F, denom_eps)`). Mass: a third of the area
+    of each incident triangle, plus `mass_eps` × the mean of those (DiffusionNet's geometry.py,
+    `compute_operators`), so vertices in no triangle get a small positive mass (their own zero
+    eigenvalue, as in DiffusionNet). Computed in the units of `pos` (denom_eps is absolute, in
+    length², as DiffusionNet uses it), so only degenerate triangles depend on the unit.
+    Unlike mesh_laplacian, nothing is mollified: obtuse triangles give negative weights and a
+    zero-area triangle gives weights of size |a · b| / denom_eps.
+
+    pos: (n, 3); faces: (f, 3) int with f ≥ 1; denom_eps ≥ 0 (default 1e-10); mass_eps ≥ 0
+    (default 1e-8). Returns (L (n, n) csr float64, mass (n,)) in the units of `pos`.
+    """
+    pos = np.asarray(pos, dtype=np.float64)
+    faces = np.asarray(faces, dtype=np.int64).reshape(-1, 3)
+    n = len(pos)
+    rows, cols, weights = [], [], []
+    for corner in range(3):
+        i, j, k = faces[:, corner], faces[:, (corner + 1) % 3], faces[:, (corner + 2) % 3]
+        a, b = pos[i] - pos[k], pos[j] - pos[k]
+        w = 0.5 * np.einsum("ij,ij->i", a, b) / (np.linalg.norm(np.cross(a, b), axis=1) + denom_eps)
+        rows += [i, j, i, j]
+        cols += [i, j, j, i]
+        weights += [w, w, -w, -w]
+    L = sp.csr_matrix((np.concatenate(weights), (np.concatenate(rows), np.concatenate(cols))),
+                      shape=(n, n))        # duplicates (a side shared by two triangles) summed
+    p0, p1, p2 = (pos[faces[:, c]] for c in range(3))
+    third_area = np.linalg.norm(np.cross(p1 - p0, p2 - p0), axis=1) / 6.0
+    mass = np.bincount(faces.ravel(), weights=np.repeat(third_area, 3), minlength=n)
+    return L, mass + mass_eps * mass.mean()
 
 
 def graph_laplacian(num_nodes: int, edge_index: np.ndarray, edge_weight: np.ndarray | None = None,
