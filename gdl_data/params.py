@@ -148,6 +148,23 @@ class IntList(Constraint):
 
 
 @dataclass(frozen=True)
+class NumberList(Constraint):
+    """A non-empty list of finite numbers > 0 (times, radii)."""
+
+    example: tuple = ()
+
+    def ok(self, value):
+        return isinstance(value, (list, tuple)) and bool(value) and \
+            all(_is_number(v) and math.isfinite(v) and v > 0 for v in value)
+
+    def describe(self):
+        return "a list of positive numbers"
+
+    def allowed(self):
+        return "list of numbers > 0"
+
+
+@dataclass(frozen=True)
 class Text(Constraint):
     """A non-empty string."""
 
@@ -226,12 +243,19 @@ class Param:
 
 
 def yaml_text(value: Any) -> str:
-    """A value as it is written in a spec: true, [0, 10, 42], 1e-06."""
+    """A value as it is written in a spec: true, [0, 10, 42], 1.0e-06.
+
+    Exponents get a mantissa with a dot: YAML 1.1 (PyYAML) reads `1e-06` as the string "1e-06".
+    """
     if isinstance(value, bool):
         return str(value).lower()
     if isinstance(value, (list, tuple)):
         return "[" + ", ".join(yaml_text(v) for v in value) + "]"
-    return repr(value) if isinstance(value, float) else str(value)
+    if isinstance(value, float):
+        text = repr(value)
+        mantissa, _, exponent = text.partition("e")
+        return f"{mantissa if '.' in mantissa else mantissa + '.0'}e{exponent}" if exponent else text
+    return str(value)
 
 
 def param(default: Any, *constraints: Constraint, doc: str = "", example: Any = None) -> Any:

@@ -88,11 +88,11 @@ def cases() -> dict[str, tuple[dict, dict[str, dict]]]:
     cloud = {**mesh, "source": "golden-cloud", "faces": np.zeros((0, 3), np.int64)}
     return {
         "mesh": (mesh, {"frames": {}, "eigenbasis": {"k": 6}, "geodesics": {"sources": 3},
-                        "neighborhoods": {}, "gradients": {}}),
+                        "neighborhoods": {}, "gradients": {}, "hks": {}}),
         "point-cloud": (cloud, {"frames": {"knn": 8}, "eigenbasis": {"k": 6}, "geodesics": {"sources": 2},
                                 "neighborhoods": {"knn": 6}, "gradients": {"knn": 8}}),
         "graph": (_graph(), {"eigenbasis": {"k": 5, "normalization": "sym"}, "geodesics": {"sources": 3},
-                             "neighborhoods": {"hops": 2}}),
+                             "neighborhoods": {"hops": 2}, "hks": {}}),
         "molecule": (_molecule(), {"eigenbasis": {"k": 4}, "geodesics": {"sources": 2},
                                    "neighborhoods": {"radius": 2.5}}),
         "sphere": (_sphere(), {"frames": {}, "eigenbasis": {"k": 9, "basis": "spherical_harmonics"},

@@ -228,13 +228,13 @@ def test_cotan_laplacian_is_potpourri3ds_and_keeps_unreferenced_vertices():
 
 
 @pytest.mark.parametrize("op, params, domain, message", [
-    ("eigenbasis", {"laplacian": "intrinsic"}, "mesh", "laplacian must be one of"),
-    ("eigenbasis", {"shift": "1e-8"}, "mesh", r"shift: 1\.0e-8"),
+    ("eigenbasis", {"laplacian": "intrinsic"}, "mesh", "laplacian must be 'robust' or 'cotan'"),
+    ("eigenbasis", {"shift": "1e-8"}, "mesh", r"shift: 1\.0e-08"),
     ("eigenbasis", {"shift": -1e-8}, "mesh", "shift must be a number"),
     ("eigenbasis", {"laplacian": "cotan"}, "graph", "for graph remove them"),
     ("eigenbasis", {"shift": 1e-8}, "sphere", "for sphere remove them"),
     ("frames", {"weighting": "equal"}, "mesh", "'uniform'"),
-    ("frames", {"pca_centre": "mean"}, "mesh", "pca_centre: point"),
+    ("frames", {"pca_centre": "mean"}, "mesh", "pca_centre must be 'centroid' or 'point'"),
     ("frames", {"normal_eps": -1.0}, "mesh", "normal_eps must be a number"),
     ("gradients", {"regularization_scale": "abs"}, "mesh", "regularization_scale: relative"),
 ])

@@ -103,11 +103,11 @@ def test_only_zero_eigenvalues_is_a_one_line_error():
 
 
 @pytest.mark.parametrize("params, message", [
-    ({"times": [0.1, 1.0]}, "times must be a positive int"),
-    ({"scale": "absolute", "times": 8}, "list of positive numbers"),
+    ({"times": [0.1, 1.0]}, "a list of times with scale absolute, and a count .* otherwise"),
+    ({"scale": "absolute", "times": 8}, "a list of times with scale absolute"),
     ({"scale": "absolute", "times": [0.1, -1.0]}, "list of positive numbers"),
     ({"scale": "log"}, "scale must be one of"),
-    ({"times": 0}, "times must be a positive int"),
+    ({"times": 0}, "times must be an integer ≥ 1"),
 ])
 def test_bad_parameters_say_what_to_write(params, message):
     from gdl_data.ops import get_op

@@ -50,7 +50,7 @@ def test_every_problem_is_reported_at_once_one_line_each():
                 "op 'eigenbasis' has no parameter 'kk'; did you mean 'k'",
                 "op 'eigenbasis': k must be an integer ≥ 1, got 0; write e.g. k: 64",
                 "unknown op 'eigenbsis'; did you mean 'eigenbasis'",
-                "op 'frames': weighting must be 'area' or 'angle', got 'cotan'"]
+                "op 'frames': weighting must be one of 'area', 'angle', 'uniform', got 'cotan'"]
     assert len(lines) == len(expected)
     for line, words in zip(lines, expected):
         assert line.startswith("s.yaml: ") and words in line and "\n" not in line

@@ -27,6 +27,7 @@ import numpy as np
 from gdl_data.errors import OpError
 from gdl_data.ops.eigenbasis import EIGENBASIS, EigenbasisParams
 from gdl_data.ops.registry import register_op
+from gdl_data.params import Choice, Integer, NumberList, check_params, param
 
 SCALES = ("spectrum", "diffusionnet", "absolute")
 # An eigenvalue counts as zero (one per connected component) below 1e-6 of the largest stored
@@ -76,26 +77,19 @@ class HksParams:
     "absolute", a list of times in length²), `scale` ("spectrum" default, "diffusionnet",
     "absolute"); see the module docstring."""
 
-    times: int | list = 16
-    scale: str = "spectrum"
+    times: int | list = param(16, Integer(1), NumberList(example=(0.01, 0.1)),
+                              doc="how many log-spaced times, or (scale absolute) the times in length²")
+    scale: str = param("spectrum", Choice(SCALES),
+                       doc="times from the spectrum (Sun et al.), DiffusionNet's 0.01-1, or absolute")
 
     def __post_init__(self):
-        if self.scale not in SCALES:
-            raise ValueError(f"scale must be one of {', '.join(SCALES)}, got {self.scale!r}; "
-                             f"write e.g. hks: {{scale: spectrum}}")
-        t = self.times
-        if self.scale == "absolute":
-            if not isinstance(t, (list, tuple)) or not t or any(
-                    isinstance(x, bool) or not isinstance(x, (int, float)) or not 0 < x < np.inf
-                    for x in t):
-                raise ValueError(f"with scale absolute, times must be a list of positive "
-                                 f"numbers, got {t!r}; write e.g. "
-                                 f"hks: {{scale: absolute, times: [0.01, 0.1]}}")
-            object.__setattr__(self, "times", [float(x) for x in t])
-        elif isinstance(t, bool) or not isinstance(t, int) or t < 1:
-            raise ValueError(f"with scale {self.scale}, times must be a positive int (how many "
-                             f"log-spaced times), got {t!r}; write e.g. hks: {{times: 16}} "
-                             f"(or scale: absolute for a list of times)")
+        check_params(self)
+        if (self.scale == "absolute") != isinstance(self.times, (list, tuple)):
+            raise ValueError(f"times must be a list of times with scale absolute, and a count of "
+                             f"log-spaced times otherwise; got scale {self.scale} and times "
+                             f"{self.times!r}; write e.g. hks: {{scale: absolute, times: [0.01, 0.1]}}")
+        if isinstance(self.times, (list, tuple)):
+            object.__setattr__(self, "times", [float(x) for x in self.times])
 
 
 HKS = register_op("hks", HksParams, version="1", outputs=("hks", "hks_times"),
