@@ -161,7 +161,7 @@ def plan_run(spec: PipelineSpec, files: Sequence[str] | Sequence[FileState], *, 
     for i in np.flatnonzero(~known):
         keys[i] = hash_file(stats[i].file)
     old_recipes = manifest.get("recipes", {}) if manifest else {}
-    layout = {"row_group_size": spec.row_group_size}
+    layout = spec.layout
     placed = np.zeros(len(stats), bool)
 
     if prev is not None:

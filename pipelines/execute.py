@@ -13,7 +13,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from importlib import metadata
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
 from distributed import Client, as_completed
 
@@ -66,14 +66,14 @@ def _add(into: dict[str, float], more: dict[str, float]) -> None:
         into[k] = into.get(k, 0) + v
 
 
-def write_shard_results(uri: str, name: str, results: Sequence[FileResult], row_group_size: int) -> ShardResult:
+def write_shard_results(uri: str, name: str, results: Sequence[FileResult], layout: Mapping[str, Any]) -> ShardResult:
     """Runs on a worker: gather the records of a shard's files into one Parquet shard."""
     records = [r for res in results for r in res.records]
     files = [{**dataclasses.asdict(res.file), "samples": len(res.records), "errors": res.errors}
              for res in results]
     start = time.perf_counter()
     entry = write_shard(uri, records, infer_infos(records) if records else None, name=name, files=files,
-                        row_group_size=row_group_size)
+                        row_group_size=layout["row_group_size"], compression=layout["compression"])
     out = ShardResult(entry, errors=[e for res in results for e in res.errors])
     for res in results:
         _add(out.seconds, res.seconds)
@@ -99,7 +99,7 @@ def run_shard(client: Client, job: Job, shard: ShardPlan, progress: Callable[[in
     for fut in as_completed(futures):
         if progress:
             progress(len(fut.result().errors))  # one call per finished file: its failed samples
-    return client.submit(write_shard_results, uri, shard.name, futures, job.spec.row_group_size, pure=False,
+    return client.submit(write_shard_results, uri, shard.name, futures, job.spec.layout, pure=False,
                          key=f"write-{shard.name}").result()
 
 
@@ -132,7 +132,7 @@ def commit(job: Job, results: Sequence[ShardResult], seconds_total: float) -> di
         "name": spec.name, "domain": spec.domain, "source": spec.source,
         "ops": [step.describe() for step in spec.ops],
         "recipes": plan.recipes,
-        "layout": {"row_group_size": spec.row_group_size},
+        "layout": spec.layout,
         "labels": job.labels.describe() if job.labels else None,
         "software": software_versions(),
         "run": {"files": plan.file_count, "skipped_files": len(plan.skipped),

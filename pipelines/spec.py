@@ -10,6 +10,7 @@
     dask_address: null           # an existing scheduler; default: a temporary LocalCluster
     keep_versions: 5             # older versions (and shards only they use) are deleted
     row_group_size: 64           # samples per Parquet row group (fewer for samples over 1 MiB)
+    compression: lz4             # shard codec: none | snappy | lz4 | zstd | zstd-LEVEL (bench/codec.py)
     labels: {from: folder}       # optional: labels from the sources (pipelines/labels.py)
     schedule: {cron: "0 3 * * *"}  # optional, or {interval_seconds: 3600}: used by `gdl serve`
 
@@ -28,9 +29,10 @@ from gdl_data.errors import SpecError, did_you_mean
 from gdl_data.ops import get_op
 from gdl_data.ops.registry import params_dict
 from pipelines.schedule import Schedule, parse_schedule
+from storage.writer import COMPRESSION, parquet_codec
 
 SPEC_KEYS = ("name", "domain", "source", "output", "ops", "shard_size", "dask_address", "schedule",
-             "labels", "keep_versions", "row_group_size")
+             "labels", "keep_versions", "row_group_size", "compression")
 
 
 @dataclass(frozen=True)
@@ -58,10 +60,17 @@ class PipelineSpec:
     shard_size: int = 32
     keep_versions: int = 5
     row_group_size: int = 64
+    compression: str = COMPRESSION
     dask_address: str | None = None
     schedule: Schedule | None = None
     labels: Mapping[str, Any] | None = None
     spec_path: str | None = field(default=None, compare=False)
+
+    @property
+    def layout(self) -> dict[str, Any]:
+        """How shards are written; recorded in the manifest: a change rewrites every shard from
+        copied columns, computing nothing."""
+        return {"row_group_size": self.row_group_size, "compression": self.compression}
 
     def with_overrides(self, **overrides: Any) -> "PipelineSpec":
         return replace(self, **{k: v for k, v in overrides.items() if v is not None})
@@ -104,6 +113,11 @@ def parse_spec(raw: Mapping[str, Any], *, base_dir: str = ".", where: str = "spe
     shard_size = _positive_int(raw, "shard_size", 32, where, "raw files per shard")
     keep_versions = _positive_int(raw, "keep_versions", 5, where, "versions kept")
     row_group_size = _positive_int(raw, "row_group_size", 64, where, "samples per Parquet row group")
+    compression = raw.get("compression", COMPRESSION)
+    try:
+        parquet_codec(compression if isinstance(compression, str) else repr(compression))
+    except ValueError as exc:
+        raise SpecError(f"{where}: {exc}; write e.g. compression: {COMPRESSION}") from None
     address = raw.get("dask_address")
     if address is not None and not isinstance(address, str):
         raise SpecError(f"{where}: dask_address must be a string like tcp://127.0.0.1:8786")
@@ -111,7 +125,7 @@ def parse_spec(raw: Mapping[str, Any], *, base_dir: str = ".", where: str = "spe
         name=raw["name"], domain=domain,
         source=resolve_path(raw["source"], base_dir), output=resolve_path(raw["output"], base_dir),
         ops=tuple(steps), shard_size=shard_size, keep_versions=keep_versions, row_group_size=row_group_size,
-        dask_address=address,
+        compression=compression, dask_address=address,
         schedule=parse_schedule(raw.get("schedule"), where), labels=raw.get("labels"),
     )
 
