@@ -2,15 +2,18 @@
 
     python -m bench.codec [--reps 5] [--codecs none,snappy,lz4,zstd,zstd-3,zstd-9] [--workdir ...]
 
-Data: the demo's raw files (pipelines/demo_data.py) plus larger generated ones (icospheres of
-2,562 vertices, 30 of them; RDKit's 436 3D ligands with hydrogens, 12 random geometric graphs of 2,000 nodes,
-6 HEALPix maps at nside 64), computed once in this process with the demo specs' ops
+Data: the demo's raw files (pipelines/demo_data.py) plus larger generated ones (30 icospheres of
+2,562 vertices; RDKit's 436 3D ligands with hydrogens; 12 random geometric graphs of 2,000
+nodes; 6 HEALPix maps at nside 64), computed once in this process with the demo specs' ops
 (pipelines/compute.process_file, no Dask) and kept under --workdir as the *before* layout
-(uncompressed, int64 as int64). Each configuration (codec x narrowing of int64 arrays) rewrites
+(uncompressed, int64 as int64); and, as a fifth row, bench.loader's random 1 MB meshes (what a
+codec does to data it cannot compress). Each configuration (codec x narrowing of int64 arrays) rewrites
 the same rows with storage.write_shard into its own dataset; a configuration's rows must read
 back equal (dtype, shape, bytes) to the computed ones, or the benchmark fails.
 
-Read times, page cache warm, medians over --reps interleaved passes, each over every sample:
+Read times, page cache warm, medians over --reps interleaved passes, each over every sample, as
+this process's CPU time (what the layout costs, little moved by other processes on a shared
+machine) and wall time:
 * reader: `list(StoredDataset(uri))` (whole shards read, then decoded to numpy);
 * loader: one epoch of `GeometryStream(uri, shuffle=False)` (row groups, decoded to tensors).
 Also: why no byte-stream-split (pyarrow refuses it for binary columns; the same shuffle done by
@@ -31,7 +34,7 @@ import pyarrow.parquet as pq
 
 from storage.writer import COMPRESS_BELOW, COMPRESSION, NARROW
 
-DOMAINS = ("mesh", "molecule", "graph", "sphere")
+DOMAINS = ("mesh", "molecule", "graph", "sphere", "random-mesh")
 OPS = {   # the demo specs' ops (pipelines/demo_specs/*.yaml)
     "mesh": {"eigenbasis": {"k": 32}, "frames": {}, "geodesics": {"sources": 4}, "neighborhoods": {},
              "gradients": {}},
@@ -41,6 +44,7 @@ OPS = {   # the demo specs' ops (pipelines/demo_specs/*.yaml)
 }
 SHARD_ROWS = 128
 MESHES, GRAPHS, MAPS = 30, 12, 6   # generated raw files besides the demo's
+RANDOM_MESHES = 128                 # bench.loader's samples, ~1 MB each
 
 
 def write_raw(root: Path) -> dict[str, Path]:
@@ -97,6 +101,15 @@ def computed_rows(folder: Path, domain: str, out: Path) -> list[dict]:
     return list(StoredDataset(str(out)))
 
 
+def random_meshes(count: int) -> list[dict]:
+    """bench.loader's synthetic samples (random points, faces and eigenvectors: nothing for a
+    codec to find but the int64 faces' high bytes), as the loader benchmark stores them."""
+    from bench.loader_formats import mesh_arrays
+
+    return [{"sample_id": f"r{i:06d}", "source": f"synthetic#{i}", "domain": "mesh", **mesh_arrays(i, 3000, 64)}
+            for i in range(count)]
+
+
 def write_config(rows: list[dict], uri: Path, compression: str, narrow: bool, below: float) -> dict:
     """The rows as a dataset in one configuration: bytes, write seconds, stored bytes per column."""
     from storage import commit_version, write_shard
@@ -133,18 +146,20 @@ def check_equal(rows: list[dict], uri: Path) -> None:
 
 
 def read_seconds(uri: Path) -> dict[str, float]:
-    """Seconds for one pass over every sample through the reader and through the loader."""
+    """CPU and wall seconds for one pass over every sample through the reader and the loader.
+    CPU time (this process, all its threads) is what the layout costs; wall time also holds
+    whatever the other processes on a shared machine take from us."""
     from gdl_data.loader import GeometryStream
     from storage import StoredDataset
 
-    start = time.perf_counter()
-    n = len(list(StoredDataset(str(uri))))
-    reader = time.perf_counter() - start
-    start = time.perf_counter()
-    m = sum(isinstance(s["sample_id"], str) for s in GeometryStream(str(uri), shuffle=False))
-    loader = time.perf_counter() - start
-    assert n == m
-    return {"reader": reader, "loader": loader}
+    out, counts = {}, []
+    for name, one_pass in (("reader", lambda: len(list(StoredDataset(str(uri))))),
+                           ("loader", lambda: sum(1 for _ in GeometryStream(str(uri), shuffle=False)))):
+        cpu, wall = time.process_time(), time.perf_counter()
+        counts.append(one_pass())
+        out[name], out[name + "_wall"] = time.process_time() - cpu, time.perf_counter() - wall
+    assert counts[0] == counts[1]
+    return out
 
 
 def shuffle_alternative(rows: list[dict]) -> dict[str, float]:
@@ -173,16 +188,19 @@ ALWAYS = float("inf")
 
 def configs(codecs: list[str]) -> list[tuple[str, bool, float]]:
     """(codec, narrow int64, compress_below): none, none+i32, then each codec on every array
-    column without and with narrowing, and with narrowing where it saves 20 % (the default rule)."""
+    column without and with narrowing, and with narrowing where the codec shrinks a column to
+    COMPRESS_BELOW (the default rule; for lz4 also other thresholds)."""
     out = [("none", False, ALWAYS), ("none", True, ALWAYS)]
     for c in codecs:
         if c != "none":
             out += [(c, False, ALWAYS), (c, True, ALWAYS), (c, True, COMPRESS_BELOW)]
+        if c == "lz4":   # other thresholds: compress what the codec shrinks by 1/5, by 1/2
+            out += [(c, True, 0.8), (c, True, 0.5)]
     return out
 
 
 def label(codec: str, narrow: bool, below: float = ALWAYS) -> str:
-    return codec + ("+i32" if narrow else "") + ("" if below == ALWAYS else f" ≤{below:g}")
+    return codec + ("+i32" if narrow else "") + ("" if below == ALWAYS else f" ≤{below:.2g}")
 
 
 def main(argv=None) -> None:
@@ -194,7 +212,8 @@ def main(argv=None) -> None:
     root = Path(args.workdir).resolve()
     t0, load0 = time.perf_counter(), os.getloadavg()[0]
     raw = write_raw(root / "raw")
-    rows = {d: computed_rows(raw[d], d, root / "computed" / d) for d in DOMAINS}
+    rows = {d: computed_rows(raw[d], d, root / "computed" / d) for d in DOMAINS[:4]}
+    rows["random-mesh"] = random_meshes(RANDOM_MESHES)
     print(f"rows ready in {time.perf_counter() - t0:.0f} s: "
           + ", ".join(f"{d} {len(r)}" for d, r in rows.items()), flush=True)
     results: dict[tuple[str, str, bool, float], dict] = {}
@@ -218,26 +237,29 @@ def main(argv=None) -> None:
 
 
 def report(rows: dict, results: dict, times: dict) -> None:
+    keys = ("reader", "loader", "reader_wall", "loader_wall")
     for d in DOMAINS:
         n, base = len(rows[d]), results[d, "none", False, ALWAYS]
-        t_base = {k: statistics.median(t[k] for t in times[d, "none", False, ALWAYS]) for k in ("reader", "loader")}
+        t_base = {k: statistics.median(t[k] for t in times[d, "none", False, ALWAYS]) for k in keys}
         print(f"\n{d}: {n} samples; uncompressed {base['bytes'] / n / 1e3:.1f} kB/sample; largest "
               "columns " + ", ".join(f"{c} {b / n / 1e3:.1f}" for c, b in
                                      sorted(base["columns"].items(), key=lambda x: -x[1])[:4]))
-        print(f"{'layout':16s} {'kB/sample':>9s} {'÷none':>6s} {'write ms':>8s} "
-              f"{'reader ms':>9s} {'÷none':>6s} {'loader ms':>9s} {'÷none':>6s}")
+        print(f"{'layout':16s} {'kB/sample':>9s} {'÷none':>6s} {'write ms':>8s} {'reader cpu ms':>13s} "
+              f"{'÷none':>6s} {'loader cpu ms':>13s} {'÷none':>6s} {'wall ms r / l':>15s}")
         for (dd, *config), r in results.items():
             if dd != d:
                 continue
-            t = {k: statistics.median(x[k] for x in times[(d, *config)]) for k in ("reader", "loader")}
+            t = {k: statistics.median(x[k] for x in times[(d, *config)]) for k in keys}
             print(f"{label(*config):16s} {r['bytes'] / n / 1e3:9.1f} {r['bytes'] / base['bytes']:6.3f} "
-                  f"{r['write_s'] * 1e3:8.0f} {t['reader'] * 1e3:9.1f} {t['reader'] / t_base['reader']:6.2f} "
-                  f"{t['loader'] * 1e3:9.1f} {t['loader'] / t_base['loader']:6.2f}")
+                  f"{r['write_s'] * 1e3:8.0f} {t['reader'] * 1e3:13.1f} {t['reader'] / t_base['reader']:6.2f} "
+                  f"{t['loader'] * 1e3:13.1f} {t['loader'] / t_base['loader']:6.2f} "
+                  f"{t['reader_wall'] * 1e3:7.1f} / {t['loader_wall'] * 1e3:5.1f}")
         chosen = results.get((d, COMPRESSION, NARROW, COMPRESS_BELOW))
         if chosen:
-            print(f"default ({label(COMPRESSION, NARROW, COMPRESS_BELOW)}) per column, kB/sample before -> after: "
-                  + ", ".join(f"{c} {b / n / 1e3:.1f} -> {chosen['columns'].get(c, 0) / n / 1e3:.1f}"
-                              for c, b in sorted(base["columns"].items(), key=lambda x: -x[1])[:8]))
+            print(f"default ({label(COMPRESSION, NARROW, COMPRESS_BELOW)}) per column, kB/sample "
+                  "before -> after: " + ", ".join(
+                      f"{c} {b / n / 1e3:.1f} -> {chosen['columns'].get(c, 0) / n / 1e3:.1f}"
+                      for c, b in sorted(base["columns"].items(), key=lambda x: -x[1])[:8]))
 
 
 if __name__ == "__main__":
