@@ -23,6 +23,7 @@ import torch
 from torch.utils.data import Dataset
 
 from storage import commit_version, rows_to_table, write_shard
+from storage.writer import COMPRESS_BELOW, COMPRESSION, NARROW
 from storage.arrays import SHAPE_SUFFIX, infer_infos
 
 ARRAYS = ("pos", "faces", "evecs", "mass")
@@ -42,7 +43,8 @@ def mesh_arrays(i: int, vertices: int, k: int) -> dict[str, np.ndarray]:
 
 def write_formats(root: Path, samples: int, vertices: int, k: int, copies: int) -> dict:
     """Write every format under `root` (once: a marker remembers the parameters)."""
-    params = {"samples": samples, "vertices": vertices, "k": k, "copies": copies, "layout": 3}
+    params = {"samples": samples, "vertices": vertices, "k": k, "copies": copies, "layout": 3,
+              "storage": [COMPRESSION, NARROW, COMPRESS_BELOW]}   # new defaults: write again
     marker = root / "params.json"
     if marker.exists() and json.loads(marker.read_text()) == params:
         return params

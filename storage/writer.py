@@ -47,7 +47,7 @@ ROW_GROUP_BYTES = 64 << 20
 # narrow_dtype). An array column is compressed only where the codec cuts a sample of its bytes
 # by at least a third (COMPRESS_BELOW): incompressible floats (eigenvectors of irregular meshes,
 # random test data) then read at memory speed instead of through a codec that saves nothing,
-# while index columns (faces, edge_index: 5-50x smaller) and regular grids' geometry shrink.
+# while index columns (faces, edge_index: 3-50x smaller) and regular grids' geometry shrink.
 # Chosen by `python -m bench.codec` on the four domains: bench/RESULTS.md, "Shard codec".
 CODECS = ("none", "snappy", "lz4", "zstd")
 COMPRESSION = "lz4"
