@@ -7,6 +7,7 @@ import subprocess
 import sys
 
 MODULES = [          # add a benchmark module here
+    "bench.codec",
     "bench.eigenbasis",
     "bench.loader",
     "bench.reference_models",

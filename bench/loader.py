@@ -9,6 +9,7 @@ process, so "first epoch" includes what a new training process pays (worker star
 warm-up); "steady" is the median of the later epochs over all repetitions. Methods:
 
 * stream: GeometryStream(shuffle=True) straight from the Parquet shards;
+* plain: the same from shards written as before issue 11 (no codec, no narrowing);
 * cached: the same with cache_dir: the first epoch reads Parquet and writes the decoded cache
   (emptied before each process), later epochs memory-map it;
 * map: GeometryDataset with a shuffling sampler (decoded row groups kept in memory);
@@ -39,8 +40,9 @@ from torch.utils.data import DataLoader
 from bench.loader_formats import ARRAYS, MappedIpc, NpzFiles, PtFiles, write_formats
 from gdl_data.loader import GeometryDataset, GeometryStream, collate_graphs, prefetch
 
-METHODS = ("stream", "cached", "map", "npz", "pt", "ipc")
-LABELS = {"stream": "GeometryStream (Parquet)", "cached": "GeometryStream + decoded cache",
+METHODS = ("stream", "plain", "cached", "map", "npz", "pt", "ipc")
+LABELS = {"stream": "GeometryStream (Parquet)", "plain": "GeometryStream (uncompressed)",
+          "cached": "GeometryStream + decoded cache",
           "map": "GeometryDataset (Parquet)",
           "npz": "(a) .npz per sample", "pt": "(b) .pt per sample", "ipc": "(c) Arrow IPC mmap"}
 BATCH = 16
@@ -48,6 +50,8 @@ BATCH = 16
 
 def make_dataset(method: str, root: Path):
     columns = list(ARRAYS)
+    if method == "plain":
+        return GeometryStream(str(root / "parquet_plain"), columns=columns, shuffle=True, seed=0)
     if method in ("stream", "cached"):
         cache = None
         if method == "cached":

@@ -242,7 +242,7 @@ def one_blas_thread() -> None:
 
 
 def compute_shard(uri: str, shard: ShardPlan, domain: str, steps: Sequence[OpStep],
-                  labels: LabelRule | None, row_group_size: int) -> ShardResult:
+                  labels: LabelRule | None, layout: Mapping[str, Any]) -> ShardResult:
     """Runs on a worker: compute every item of a shard and write the shard; metadata back."""
     one_blas_thread()
     budget = worker_budget()
@@ -253,7 +253,7 @@ def compute_shard(uri: str, shard: ShardPlan, domain: str, steps: Sequence[OpSte
     seconds = time.perf_counter() - start
     results = [process_item(item, domain, steps, reuse, labels, budget, read.get(item, []))
                for item, reuse in zip(shard.items, shard.reuse)]
-    out = write_items(uri, shard.name, results, row_group_size)
+    out = write_items(uri, shard.name, results, layout)
     out.seconds["read"] = seconds
     return out
 
@@ -263,13 +263,14 @@ def _add(into: dict[str, float], more: Mapping[str, float]) -> None:
         into[k] = into.get(k, 0) + v
 
 
-def write_items(uri: str, name: str, results: Sequence[ItemResult], row_group_size: int) -> ShardResult:
-    """Gather the records of a shard's items into one Parquet shard with its item index."""
+def write_items(uri: str, name: str, results: Sequence[ItemResult], layout: Mapping[str, Any]) -> ShardResult:
+    """Gather the records of a shard's items into one Parquet shard with its item index, laid
+    out as `layout` says (PipelineSpec.layout: row_group_size, compression)."""
     records = [r for res in results for r in res.records]
     index = [{**res.item.__dict__, "samples": len(res.records), "errors": res.errors} for res in results]
     start = time.perf_counter()
     entry = write_shard(uri, records, infer_infos(records) if records else None, name=name, files=index,
-                        row_group_size=row_group_size)
+                        row_group_size=layout["row_group_size"], compression=layout["compression"])
     out = ShardResult(entry, errors=[e for res in results for e in res.errors])
     for res in results:
         _add(out.seconds, res.seconds)

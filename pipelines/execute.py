@@ -61,7 +61,7 @@ def prepare(spec: PipelineSpec, retry_errors: bool = False) -> Job:
 def _submit_shard(client: Client, job: Job, shard: ShardPlan) -> Future:
     spec = job.spec
     return client.submit(compute_shard, spec.output, shard, spec.domain, spec.ops, job.labels,
-                         spec.row_group_size, pure=False, key=f"shard-{shard.name}")
+                         spec.layout(), pure=False, key=f"shard-{shard.name}")
 
 
 def _isolated_retry(client: Client, job: Job, shard: ShardPlan) -> ShardResult:
@@ -79,7 +79,7 @@ def _isolated_retry(client: Client, job: Job, shard: ShardPlan) -> ShardResult:
                 raise fut.exception()
             fut = client.submit(died_result, item, _DIED, pure=False)
         items.append(fut)
-    return client.submit(write_items, spec.output, shard.name, items, spec.row_group_size, pure=False,
+    return client.submit(write_items, spec.output, shard.name, items, spec.layout(), pure=False,
                          key=f"write-{shard.name}").result()
 
 

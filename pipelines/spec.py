@@ -13,6 +13,7 @@
     worker_memory: 4GB           # memory budget per worker; default: the machine's RAM / workers
     keep_versions: 5             # older versions (and shards only they use) are deleted
     row_group_size: 64           # samples per Parquet row group (fewer for samples over 1 MiB)
+    compression: lz4             # shard codec: none | snappy | lz4 | zstd | zstd-LEVEL (bench/codec.py)
     labels: {from: folder}       # optional: labels from the sources (pipelines/labels.py)
     schedule: {cron: "0 3 * * *"}  # optional, or {interval_seconds: 3600}: used by `gdl serve`
 
@@ -32,10 +33,28 @@ from gdl_data.ops import get_op
 from gdl_data.ops.registry import params_dict
 from gdl_data.params import REQUIRED, Choice, Constraint, Integer, Nested, Param, Text, problems_in
 from pipelines.schedule import Schedule, parse_schedule
+from storage.writer import CODECS, COMPRESSION, parquet_codec
 
 # Items (whole files, or records of multi-record files) per shard when the spec does not say:
 # a shard is one task, so it should hold ~0.1-1 s of work, and there should be several per worker.
 SHARD_SIZE_BY_DOMAIN = {"molecule": 256, "graph": 16, "mesh": 4, "sphere": 2}
+
+
+@dataclass(frozen=True)
+class Codec(Constraint):
+    """A shard codec storage/writer.py knows: none, snappy, lz4, zstd or zstd-LEVEL."""
+
+    def ok(self, value):
+        try:
+            return isinstance(value, str) and bool(parquet_codec(value))
+        except ValueError:
+            return False
+
+    def describe(self):
+        return f"one of {', '.join(CODECS)} or zstd-LEVEL (1-22)"
+
+    def allowed(self):
+        return f"{', '.join(f'`{c}`' for c in CODECS)}, `zstd-LEVEL`"
 
 
 @dataclass(frozen=True)
@@ -69,6 +88,8 @@ SPEC_PARAMS = {
                            "4GB"),
     "row_group_size": Param(64, (Integer(1),), "samples per Parquet row group (fewer for samples over 1 MiB)"),
     "keep_versions": Param(5, (Integer(1),), "versions kept; older ones and shards only they use are deleted"),
+    "compression": Param(COMPRESSION, (Codec(),), "shard codec, on the array columns it shrinks by a fifth "
+                         "(bench/codec.py); a change rewrites shards from copied columns, computing nothing"),
     "dask_address": Param(None, (Text(),), "an existing Dask scheduler; default: a temporary LocalCluster",
                           "tcp://127.0.0.1:8786"),
     "schedule": Param(None, (Nested("a mapping with cron or interval_seconds"),),
@@ -105,6 +126,7 @@ class PipelineSpec:
     shard_size: int | None = None
     keep_versions: int = 5
     row_group_size: int = 64
+    compression: str = COMPRESSION
     dask_address: str | None = None
     workers: int | None = None          # LocalCluster worker processes; default: one per core
     worker_memory: str | None = None    # memory budget per worker, e.g. "4GB"; default: RAM / workers
@@ -118,7 +140,7 @@ class PipelineSpec:
 
     def layout(self) -> dict[str, Any]:
         """What decides how stored rows are laid out (a change rewrites shards, computes nothing)."""
-        return {"row_group_size": self.row_group_size}
+        return {"row_group_size": self.row_group_size, "compression": self.compression}
 
     def with_overrides(self, **overrides: Any) -> "PipelineSpec":
         return replace(self, **{k: v for k, v in overrides.items() if v is not None})
@@ -159,7 +181,7 @@ def parse_spec(raw: Mapping[str, Any], *, base_dir: str = ".", where: str = "spe
         name=raw["name"], domain=raw["domain"],
         source=resolve_path(raw["source"], base_dir), output=resolve_path(raw["output"], base_dir),
         ops=steps, schedule=schedule, labels=raw.get("labels"), dask_address=raw.get("dask_address"),
-        **{key: raw.get(key, SPEC_PARAMS[key].default) for key in ("shard_size", "keep_versions", "row_group_size", "workers",
+        **{key: raw.get(key, SPEC_PARAMS[key].default) for key in ("shard_size", "keep_versions", "row_group_size", "compression", "workers",
                                                                "worker_memory")},
     )
 

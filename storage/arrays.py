@@ -7,6 +7,10 @@ The layout (chosen for read speed into training; see bench/RESULTS.md):
   the Parquet field metadata (`gdl.dtype`). Any Arrow reader decodes it with
   `np.frombuffer(value, dtype).reshape(shape)`. Nested `list<float>` columns were 5x slower to
   decode (shared/FIELD-NOTES.md).
+* narrowing (writer's choice, per shard): an int64 array column whose values all fit a smaller
+  signed integer is stored as that (`gdl.stored_dtype` in the field metadata, e.g. "<i4"); the
+  bytes then decode with `np.frombuffer(value, stored_dtype).reshape(shape).astype(dtype)`, and
+  every reader here widens them back, so rows keep the contract's int64.
 * a 0-d numeric value (e.g. `nside`, `num_nodes`) is a plain int64/float64 column.
 * a 1-d string array (e.g. `node_ids`) is a `list<string>` column.
 * `sample_id`, `source`, `domain` are string columns.
@@ -20,6 +24,9 @@ import numpy as np
 import pyarrow as pa
 
 SHAPE_SUFFIX = "__shape"
+STORED_DTYPE = b"gdl.stored_dtype"
+# Narrower integer dtypes tried in order when narrowing int64 columns; see narrow_dtype.
+NARROW_INTS = (np.dtype("<i4"),)
 META_KEYS = ("sample_id", "source", "domain")
 
 
@@ -55,8 +62,11 @@ def column_info(name: str, value: Any) -> ColumnInfo:
     return ColumnInfo(name, "tensor", arr.dtype.newbyteorder("<").str, arr.ndim)
 
 
-def arrow_fields(info: ColumnInfo) -> list[pa.Field]:
+def arrow_fields(info: ColumnInfo, stored: np.dtype | None = None) -> list[pa.Field]:
+    """Arrow fields of a column; `stored`: the dtype of a tensor column's bytes if not info.dtype."""
     meta = {b"gdl.dtype": info.dtype.encode(), b"gdl.encoding": info.encoding.encode()}
+    if stored is not None and stored.str != info.dtype:
+        meta[STORED_DTYPE] = stored.str.encode()
     if info.encoding == "string":
         return [pa.field(info.name, pa.string())]
     if info.encoding == "strings":
@@ -67,12 +77,32 @@ def arrow_fields(info: ColumnInfo) -> list[pa.Field]:
             pa.field(info.name + SHAPE_SUFFIX, pa.list_(pa.int64(), info.ndim))]
 
 
-def rows_to_table(rows: list[Mapping[str, Any]], infos: Mapping[str, ColumnInfo]) -> pa.Table:
-    """Encode sample rows into one Arrow table with the given column layout (missing -> null)."""
+def narrow_dtype(values: Iterable[Any], dtype: np.dtype) -> np.dtype:
+    """The first of NARROW_INTS that holds every value of an int64 column; else `dtype`."""
+    if dtype != np.dtype("<i8"):
+        return dtype
+    lo, hi = 0, 0
+    for v in values:
+        if v is not None and np.size(v):
+            lo, hi = min(lo, int(np.min(v))), max(hi, int(np.max(v)))
+    for narrow in NARROW_INTS:
+        info = np.iinfo(narrow)
+        if info.min <= lo and hi <= info.max:
+            return narrow
+    return dtype
+
+
+def rows_to_table(rows: list[Mapping[str, Any]], infos: Mapping[str, ColumnInfo],
+                  narrow: bool = False) -> pa.Table:
+    """Encode sample rows into one Arrow table with the given column layout (missing -> null).
+    `narrow`: store int64 tensor columns in a narrower dtype where the values fit (narrow_dtype)."""
     arrays, fields = [], []
     for name, info in infos.items():
         values = [row.get(name) for row in rows]
-        fs = arrow_fields(info)
+        stored = None
+        if info.encoding == "tensor":
+            stored = narrow_dtype(values, np.dtype(info.dtype)) if narrow else np.dtype(info.dtype)
+        fs = arrow_fields(info, stored)
         fields += fs
         if info.encoding == "string":
             arrays.append(pa.array(values, pa.string()))
@@ -92,7 +122,7 @@ def rows_to_table(rows: list[Mapping[str, Any]], infos: Mapping[str, ColumnInfo]
                 a = np.ascontiguousarray(v, dtype=np.dtype(info.dtype))
                 if a.ndim != info.ndim:
                     raise ValueError(f"column '{name}': expected {info.ndim}-d, got shape {a.shape}")
-                data.append(a.tobytes())
+                data.append(a.astype(stored, copy=False).tobytes())
                 shapes.append(list(a.shape))
             arrays += [pa.array(data, pa.binary()), pa.array(shapes, fs[1].type)]
     return pa.Table.from_arrays(arrays, schema=pa.schema(fields))
@@ -108,17 +138,24 @@ def decode_column(table: pa.Table, info: ColumnInfo) -> list[Any]:
     if info.encoding == "scalar":
         dtype = np.dtype(info.dtype)
         return [None if v is None else dtype.type(v) for v in col.to_pylist()]
-    return decode_tensors(col, table.column(info.name + SHAPE_SUFFIX), np.dtype(info.dtype))
+    meta = table.schema.field(info.name).metadata or {}
+    stored = np.dtype(meta[STORED_DTYPE].decode()) if STORED_DTYPE in meta else None
+    return decode_tensors(col, table.column(info.name + SHAPE_SUFFIX), np.dtype(info.dtype), stored)
 
 
-def decode_tensors(data: pa.ChunkedArray, shapes: pa.ChunkedArray, dtype: np.dtype) -> list[Any]:
-    """Zero-copy views into the Arrow buffers: one np.frombuffer per chunk, one slice per value."""
+def decode_tensors(data: pa.ChunkedArray, shapes: pa.ChunkedArray, dtype: np.dtype,
+                   stored: np.dtype | None = None) -> list[Any]:
+    """Zero-copy views into the Arrow buffers: one np.frombuffer per chunk, one slice per value.
+    Bytes stored narrower (`stored`) are widened to `dtype` once per chunk: one copy, and each
+    value a view into it."""
     out: list[Any] = []
     for chunk, shape_chunk in zip(data.chunks, shapes.chunks):
         offsets_buf, values_buf = chunk.buffers()[1], chunk.buffers()[2]
         offsets = np.frombuffer(offsets_buf, dtype=np.int32, count=len(chunk) + 1 + chunk.offset)
         offsets = offsets[chunk.offset:]
         raw = np.frombuffer(values_buf, dtype=np.uint8) if values_buf is not None else np.empty(0, np.uint8)
+        if stored is not None and stored != dtype and len(offsets):
+            raw, offsets = _widen(raw, offsets, stored, dtype)
         # Shapes and validity straight from the Arrow buffers: pyarrow.compute (fill_null,
         # is_valid) would import pandas on first use, 0.3 s of a loader's first epoch.
         ndim = shape_chunk.type.list_size
@@ -136,6 +173,14 @@ def decode_tensors(data: pa.ChunkedArray, shapes: pa.ChunkedArray, dtype: np.dty
             buf = raw[offsets[i]:offsets[i + 1]]
             out.append(buf.view(dtype).reshape(tuple(dims[i])))
     return out
+
+
+def _widen(raw: np.ndarray, offsets: np.ndarray, stored: np.dtype,
+           dtype: np.dtype) -> tuple[np.ndarray, np.ndarray]:
+    """The values between offsets[0] and offsets[-1] as `dtype` bytes, and their new offsets.
+    Every value of a column has the same stored dtype, so offsets are multiples of its size."""
+    wide = raw[offsets[0]:offsets[-1]].view(stored).astype(dtype).view(np.uint8)
+    return wide, (offsets.astype(np.int64) - offsets[0]) // stored.itemsize * dtype.itemsize
 
 
 def _validity(array: pa.Array) -> np.ndarray:

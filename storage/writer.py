@@ -21,10 +21,11 @@ import json
 import time
 from typing import Any, Mapping, Sequence
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from storage.arrays import ColumnInfo, infer_infos, rows_to_table
+from storage.arrays import STORED_DTYPE, ColumnInfo, infer_infos, rows_to_table
 from storage.fs import join, resolve, write_bytes_atomic
 from storage.manifest import FORMAT, list_versions, publish_manifest
 from storage.stats import column_stats, merge_stats
@@ -46,24 +47,84 @@ FILES_SCHEMA = pa.schema([
 # Measured in bench/RESULTS.md, "Loader".
 ROW_GROUP_SIZE = 64
 ROW_GROUP_BYTES = 64 << 20
+# Codec of every column chunk, and int64 arrays narrowed on disk where they fit (storage/arrays.py,
+# narrow_dtype). An array column is compressed only where the codec cuts a sample of its bytes
+# by at least a third (COMPRESS_BELOW): incompressible floats (eigenvectors of irregular meshes,
+# random test data) then read at memory speed instead of through a codec that saves nothing,
+# while index columns (faces, edge_index: 3-50x smaller) and regular grids' geometry shrink.
+# Chosen by `python -m bench.codec` on the four domains: bench/RESULTS.md, "Shard codec".
+CODECS = ("none", "snappy", "lz4", "zstd")
+COMPRESSION = "lz4"
+NARROW = True
+COMPRESS_BELOW = 2 / 3
+PROBE_BLOCKS, PROBE_BYTES = 8, 256 << 10
 
 
 def rows_per_group(table: pa.Table, max_rows: int = ROW_GROUP_SIZE,
                    max_bytes: int = ROW_GROUP_BYTES) -> int:
     """Rows per row group for this table: max_rows, fewer when its rows average over
-    max_bytes / max_rows bytes; at least one."""
+    max_bytes / max_rows bytes once decoded; at least one."""
     if table.num_rows == 0:
         return max_rows
-    return max(1, min(max_rows, max_bytes * table.num_rows // max(table.nbytes, 1)))
+    return max(1, min(max_rows, max_bytes * table.num_rows // max(decoded_nbytes(table), 1)))
 
 
-def table_to_parquet_bytes(table: pa.Table, row_group_size: int | None = None) -> bytes:
+def decoded_nbytes(table: pa.Table) -> int:
+    """Bytes of the table once read and decoded: narrowed columns count at their widened size."""
+    total = table.nbytes
+    for f in table.schema:
+        stored = (f.metadata or {}).get(STORED_DTYPE)
+        if stored:
+            widen = np.dtype(f.metadata[b"gdl.dtype"].decode()).itemsize / np.dtype(stored.decode()).itemsize
+            total += int(table.column(f.name).nbytes * (widen - 1))
+    return total
+
+
+def parquet_codec(compression: str) -> tuple[str, int | None]:
+    """(Parquet codec, level) of a `compression` value: a name of CODECS, zstd optionally with
+    a level ("zstd-3")."""
+    codec, _, level = compression.partition("-")
+    if compression not in CODECS and not (codec == "zstd" and level.isdigit() and 1 <= int(level) <= 22):
+        raise ValueError(f"compression '{compression}' is not one of {', '.join(CODECS)} "
+                         f"(or zstd-LEVEL, LEVEL 1-22)")
+    return codec, int(level) if level else None
+
+
+def compressed_fraction(column: pa.ChunkedArray, codec: str, level: int | None) -> float:
+    """Compressed / raw size of up to PROBE_BLOCKS blocks of PROBE_BYTES spread over the values
+    of a binary column (1.0 when empty): what the codec would save on its pages."""
+    blocks = []
+    for chunk in column.chunks:
+        values = chunk.buffers()[2]
+        if values is not None and values.size:
+            raw = np.frombuffer(values, np.uint8)
+            starts = np.linspace(0, max(raw.size - PROBE_BYTES, 0), PROBE_BLOCKS).astype(np.int64)
+            blocks += [raw[s:s + PROBE_BYTES] for s in np.unique(starts)]
+    if not blocks:
+        return 1.0
+    probe = np.concatenate(blocks)
+    return pa.Codec(codec, level).compress(probe).size / probe.size
+
+
+def column_codecs(table: pa.Table, compression: str, below: float) -> dict[str, str]:
+    """Codec of each column: `compression`, except binary columns it would not shrink to `below`."""
+    codec, level = parquet_codec(compression)
+    return {f.name: "none" if codec != "none" and f.type == pa.binary()
+            and compressed_fraction(table.column(f.name), codec, level) > below else codec
+            for f in table.schema}
+
+
+def table_to_parquet_bytes(table: pa.Table, row_group_size: int | None = None,
+                           compression: str = COMPRESSION, compress_below: float = COMPRESS_BELOW) -> bytes:
     """Parquet bytes of a table in row groups of at most `row_group_size` rows (None: 64), fewer
-    when the rows are large (rows_per_group)."""
+    when the rows are large (rows_per_group), column chunks compressed as column_codecs says."""
     row_group_size = rows_per_group(table, max_rows=row_group_size or ROW_GROUP_SIZE)
+    level = parquet_codec(compression)[1]
+    codecs = column_codecs(table, compression, compress_below)
     sink = io.BytesIO()
-    # Float arrays compress poorly and decompression costs read time; binary arrays are stored plain.
-    pq.write_table(table, sink, row_group_size=row_group_size, compression="none",
+    pq.write_table(table, sink, row_group_size=row_group_size, compression=codecs,
+                   compression_level=None if level is None else
+                   {c: level for c, codec in codecs.items() if codec != "none"} or None,
                    use_dictionary=[c for c in ("sample_id", "source", "domain") if c in table.column_names],
                    write_statistics=True)
     return sink.getvalue()
@@ -76,14 +137,16 @@ def shard_done(uri: str, name: str) -> bool:
 
 def write_shard(uri: str, rows: Sequence[Mapping[str, Any]], infos: Mapping[str, ColumnInfo] | None = None,
                 row_group_size: int | None = None, *, name: str | None = None,
-                files: Sequence[Mapping[str, Any]] | None = None) -> dict[str, Any]:
+                files: Sequence[Mapping[str, Any]] | None = None, compression: str = COMPRESSION,
+                narrow: bool = NARROW, compress_below: float = COMPRESS_BELOW) -> dict[str, Any]:
     """Write one shard: its samples (`rows`, in file order) and its per-file sidecar.
 
     `name`: the pipeline passes the hash of the shard's inputs; by default the hash of its
     sample ids. `files`: one mapping per raw file with file, file_key, size, mtime_ns, samples
     (row count) and errors (a list of error dicts); by default one per row, from `source`.
     Returns the shard's manifest entry. Safe from many processes at once: names are unique per
-    input and each file is written atomically.
+    input and each file is written atomically. `compression`, `compress_below`, `narrow`: see
+    table_to_parquet_bytes and storage/arrays.py rows_to_table; a reader needs none of them.
     """
     if name is None:
         name = hashlib.sha256("\n".join(r["sample_id"] for r in rows).encode()).hexdigest()[:24]
@@ -98,7 +161,8 @@ def write_shard(uri: str, rows: Sequence[Mapping[str, Any]], infos: Mapping[str,
                              "errors": [e for f in files for e in (f.get("errors") or [])]}
     if rows:
         infos = dict(infos) if infos is not None else infer_infos(rows)
-        data = table_to_parquet_bytes(rows_to_table(rows, infos), row_group_size)
+        data = table_to_parquet_bytes(rows_to_table(rows, infos, narrow), row_group_size, compression,
+                                      compress_below)
         # sha256 of the bytes: names hash the inputs, this says what is in the file (the
         # loader's decoded cache is keyed by it)
         entry.update(path=f"shards/{name}.parquet", bytes=len(data),

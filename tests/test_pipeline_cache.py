@@ -163,3 +163,17 @@ def test_row_group_size_is_configurable_and_a_change_copies_instead_of_computing
     shard = pq.ParquetFile(tmp_path / "ds" / manifest["shards"][0]["path"])
     assert shard.metadata.num_row_groups == shard.metadata.num_rows == 2
     assert _content(spec.output) == before  # same samples, same bytes, new layout
+
+
+def test_a_compression_change_rewrites_the_shards_from_copied_columns(tmp_path, raw, dask_client):
+    import pyarrow.parquet as pq
+    spec = _spec(tmp_path, raw)
+    first = run_pipeline(spec, dask_client, progress=False)
+    before = _content(spec.output)
+    manifest = run_pipeline(_spec(tmp_path, raw, compression="none"), dask_client, progress=False)
+    assert (first["layout"]["compression"], manifest["layout"]["compression"]) == ("lz4", "none")
+    assert manifest["run"]["op_samples_computed"] == {} and manifest["run"]["shards_reused"] == 0
+    meta = pq.read_metadata(tmp_path / "ds" / manifest["shards"][0]["path"])
+    assert {meta.row_group(0).column(c).compression for c in range(meta.num_columns)} == {"UNCOMPRESSED"}
+    assert sum(s["bytes"] for s in manifest["shards"]) > sum(s["bytes"] for s in first["shards"])
+    assert _content(spec.output) == before  # same samples, same values
