@@ -103,7 +103,7 @@ def test_the_readme_decoding_snippet_works_on_a_narrowed_compressed_dataset(tmp_
     assert "gdl.stored_dtype" in layout and "compression: lz4" in layout
     snippet = re.search(r"```python\n(.*?)```", layout, re.S).group(1)
     rows = _rows(3)
-    _dataset(tmp_path / "storage" / "shapes", rows)
+    _dataset(tmp_path / ".gdl-work" / "storage" / "shapes", rows)
     monkeypatch.chdir(tmp_path)
     scope: dict = {}
     exec(snippet, scope)   # noqa: S102 - the README's own code, run as a user would
@@ -113,7 +113,7 @@ def test_the_readme_decoding_snippet_works_on_a_narrowed_compressed_dataset(tmp_
 def test_compression_is_a_spec_key_checked_early():
     base = {"name": "t", "domain": "mesh", "source": "raw", "output": "out"}
     assert parse_spec(base).compression == "lz4"
-    assert parse_spec({**base, "compression": "zstd-3"}).layout == {"row_group_size": 64, "compression": "zstd-3"}
+    assert parse_spec({**base, "compression": "zstd-3"}).layout() == {"row_group_size": 64, "compression": "zstd-3"}
     for bad in ("gzip", "zstd-99", 3, None):
         with pytest.raises(SpecError, match="write e.g. compression: lz4"):
             parse_spec({**base, "compression": bad})
