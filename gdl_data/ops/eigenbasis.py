@@ -24,8 +24,10 @@ from dataclasses import dataclass
 import numpy as np
 
 from gdl_data.errors import OpError, SpecError
-from gdl_data.ops.eigensolver import SOLVERS, smallest_eigenpairs
-from gdl_data.ops.healpix import healpix_graph, pixel_centres, real_spherical_harmonics
+from gdl_data.ops.eigensolver import SOLVERS, auto_solver, smallest_eigenpairs
+from gdl_data.ops.healpix import (harmonic_polynomials, healpix_laplacian, pixel_centres,
+                                  real_spherical_harmonics)
+from gdl_data.ops.lobpcg import guard_size
 from gdl_data.ops.laplacian import NORMALIZATIONS, graph_laplacian, mesh_laplacian
 from gdl_data.ops.registry import register_op
 
@@ -41,8 +43,11 @@ class EigenbasisParams:
       (D − A, default) or "sym" (D^-½ (D − A) D^-½). Meshes always use the robust cotangent
       Laplacian with its mass matrix, the combinatorial form, so they accept only the default.
     basis: "laplacian" (default) or, on the sphere only, "spherical_harmonics".
-    solver: "block_lanczos" (default; shift-invert block Lanczos, gdl_data/ops/eigensolver.py)
-      or "arpack" (scipy's eigsh, shift-invert, on the same Cholesky factor).
+    solver: "auto" (default: shift-invert block Lanczos on meshes and on samples up to 200,000
+      unknowns, AMG-preconditioned LOBPCG above that on graphs, molecules and the HEALPix graph,
+      whose Cholesky factor would not fit), "block_lanczos" (gdl_data/ops/eigensolver.py),
+      "arpack" (scipy's eigsh, shift-invert, on the same Cholesky factor) or "lobpcg" (no
+      factor; memory ≈ 4 blocks of n × (k + max(4, k/4)) doubles: gdl_data/ops/lobpcg.py).
     tol: relative residual of every eigenpair (default 1e-6; eigenvalues are then exact to ≈1e-12).
     dense_below: samples with at most this many vertices are solved by dense LAPACK (default 1000).
     """
@@ -50,7 +55,7 @@ class EigenbasisParams:
     k: int = 64
     normalization: str = "combinatorial"
     basis: str = "laplacian"
-    solver: str = "block_lanczos"
+    solver: str = "auto"
     tol: float = 1e-6
     dense_below: int = 1000
 
@@ -83,7 +88,7 @@ class EigenbasisParams:
         return {"solver": self.solver, "tol": self.tol, "dense_below": self.dense_below}
 
 
-EIGENBASIS = register_op("eigenbasis", EigenbasisParams, version="1",
+EIGENBASIS = register_op("eigenbasis", EigenbasisParams, version="2",
                          outputs=("mass", "evals", "evecs"), doc=__doc__.split("\n\n")[0])
 
 
@@ -95,6 +100,8 @@ def mesh_eigenbasis(pos: np.ndarray, faces: np.ndarray, k: int = 64, **solver_op
     Returns {"mass" (n,), "evals" (k,), "evecs" (n, k)} in the units of pos (evals in 1/length²).
     """
     L, mass = mesh_laplacian(pos, faces)
+    if solver_options.get("solver") == "auto":
+        solver_options = {**solver_options, "solver": auto_solver(len(mass), surface=True)}
     # Solve at unit scale (the shift and tolerances see O(1) numbers), then scale back exactly.
     area = mass.sum()
     evals, evecs = smallest_eigenpairs(L, mass / area, k, **solver_options)
@@ -109,9 +116,9 @@ def graph_eigenbasis(num_nodes: int, edge_index: np.ndarray, edge_weight: np.nda
     normalization: "combinatorial" (default) or "sym"; solver_options as for mesh_eigenbasis.
     Returns {"mass" (n,), "evals" (k,), "evecs" (n, k)}.
     """
-    L, mass = graph_laplacian(num_nodes, edge_index, edge_weight, normalization)
-    evals, evecs = smallest_eigenpairs(L, mass, k, **solver_options)
-    return {"mass": mass, "evals": evals, "evecs": evecs}
+    evals, evecs = smallest_eigenpairs(
+        *graph_laplacian(num_nodes, edge_index, edge_weight, normalization), k, **solver_options)
+    return {"mass": np.ones(num_nodes), "evals": evals, "evecs": evecs}
 
 
 def sphere_eigenbasis(nside: int, k: int = 64, basis: str = "laplacian",
@@ -131,8 +138,14 @@ def sphere_eigenbasis(nside: int, k: int = 64, basis: str = "laplacian",
         values, degrees = real_spherical_harmonics(pixel_centres(nside), min(k, n))
         return {"mass": np.full(n, 4.0 * np.pi / n), "evals": (degrees * (degrees + 1.0)),
                 "evecs": values}
-    edge_index, weights = healpix_graph(nside)
-    return graph_eigenbasis(n, edge_index, weights, k, normalization, **solver_options)
+    solver = solver_options.pop("solver", "auto")
+    solver = auto_solver(n, surface=False) if solver == "auto" else solver
+    # The low eigenvectors of the HEALPix graph are close to the Y_lm: LOBPCG starts there.
+    start = harmonic_polynomials(pixel_centres(nside), guard_size(k)) if solver == "lobpcg" \
+        else None
+    evals, evecs = smallest_eigenpairs(healpix_laplacian(nside, normalization), np.ones(n), k,
+                                       solver=solver, start=start, **solver_options)
+    return {"mass": np.ones(n), "evals": evals, "evecs": evecs}
 
 
 def _compute(sample, fn, *args, **kwargs) -> dict:

@@ -27,21 +27,35 @@ import scipy.linalg
 import scipy.sparse as sp
 import scipy.sparse.linalg as sla
 
-SOLVERS = ("block_lanczos", "arpack")
+SOLVERS = ("auto", "block_lanczos", "arpack", "lobpcg")
+# "auto": shift-invert block Lanczos up to this many unknowns, and always on meshes (a surface's
+# Cholesky factor stays small: n log n); AMG-preconditioned LOBPCG above it for graphs and
+# HEALPix maps, whose factor would not fit (a non-planar graph fills in; nside 1024 ≈ 20 GB).
+ITERATIVE_ABOVE = 200_000
 BLOCK_SIZE = 16       # right-hand sides per solve: 8-16 need the smallest basis, 16 the least time
 CHECK_GROWTH = 1.1    # a Ritz check (O(m³)) each time the basis has grown 10 %: ≤ 10 % overshoot
 
 
+def auto_solver(n: int, surface: bool) -> str:
+    """The solver "auto" means for n unknowns: block_lanczos on surfaces or up to
+    ITERATIVE_ABOVE, else lobpcg."""
+    return "block_lanczos" if surface or n <= ITERATIVE_ABOVE else "lobpcg"
+
+
 def smallest_eigenpairs(L, mass, k: int, *, solver: str = "block_lanczos", tol: float = 1e-6,
-                        dense_below: int = 1000, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+                        dense_below: int = 1000, seed: int = 0,
+                        start: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
     """The k smallest eigenpairs of L φ = λ M φ with M = diag(mass).
 
     L: (n, n) sparse symmetric positive semi-definite; mass: (n,) positive; k ≥ 1.
-    solver: "block_lanczos" (default) or "arpack" (run to machine precision); tol: relative
-    residual of each pair block Lanczos returns (default 1e-6: eigenvalues exact to ≈1e-12);
+    solver: "block_lanczos" (default), "arpack" (run to machine precision), "lobpcg"
+    (AMG-preconditioned, no factor: gdl_data/ops/lobpcg.py) or "auto" (auto_solver, as a
+    graph); tol: relative residual of each pair block Lanczos or LOBPCG returns (default 1e-6:
+    eigenvalues exact to ≈1e-12);
     dense_below: problems with n ≤ this, or k ≥ n / 2, are solved by dense LAPACK (exact to
     rounding);
-    seed: of the Lanczos start block (fixed, so the same input gives byte-identical output).
+    seed: of the Lanczos start block (fixed, so the same input gives byte-identical output);
+    start: (n, j) columns LOBPCG starts from (e.g. spherical harmonics), completed at random.
     When k ≥ n all n pairs are returned (dense), with a warning.
 
     Returns (evals (k,), evecs (n, k)): ascending, φᵀ M φ = I, each column's entry of largest
@@ -56,6 +70,10 @@ def smallest_eigenpairs(L, mass, k: int, *, solver: str = "block_lanczos", tol: 
                       stacklevel=2)
         k = n
     inv_sqrt_mass = 1.0 / np.sqrt(mass)
+    solver = auto_solver(n, surface=False) if solver == "auto" else solver
+    if solver == "lobpcg" and n > dense_below and 2 * k < n:
+        evals, y = _lobpcg(L, inv_sqrt_mass, k, tol, np.random.default_rng(seed), start)
+        return evals, fix_signs(y * inv_sqrt_mass[:, None])
     C = sp.diags(inv_sqrt_mass) @ sp.csr_matrix(L, dtype=np.float64) @ sp.diags(inv_sqrt_mass)
     C = ((C + C.T) * 0.5).tocsr()      # exact symmetry: the Lanczos relation assumes it
     if n <= dense_below or 2 * k >= n:
@@ -77,6 +95,25 @@ def smallest_eigenpairs(L, mass, k: int, *, solver: str = "block_lanczos", tol: 
         evals, y = evals[order], y[:, order]
     evecs = y * inv_sqrt_mass[:, None]
     return np.maximum(evals, 0.0), fix_signs(evecs)
+
+
+def _lobpcg(L, inv_sqrt_mass, k: int, tol: float, rng, start) -> tuple[np.ndarray, np.ndarray]:
+    """(evals, y) of C = M^-½ L M^-½ by LOBPCG, sorted; C is L itself when the mass is ones
+    (no copy: at nside 1024 one copy is 1.4 GB), and is not symmetrised (Rayleigh–Ritz
+    symmetrises the small projected matrices instead). σ as for shift-invert."""
+    from gdl_data.ops.lobpcg import lobpcg_smallest
+
+    n = len(inv_sqrt_mass)
+    C = sp.csr_matrix(L, dtype=np.float64)
+    if np.any(inv_sqrt_mass != 1.0):
+        C = (sp.diags(inv_sqrt_mass) @ C @ sp.diags(inv_sqrt_mass)).tocsr()
+        if start is not None:
+            start = np.asarray(start, dtype=np.float64) / inv_sqrt_mass[:, None]   # M^½ start
+    C.sort_indices()
+    sigma = C.diagonal().sum() / float(n) ** 2 or 1.0        # 1.0: C = 0 (no edges at all)
+    evals, y = lobpcg_smallest(C, k, tol, sigma, rng, start)
+    order = np.argsort(evals, kind="stable")
+    return np.maximum(evals[order], 0.0), y[:, order]
 
 
 def fix_signs(vectors: np.ndarray) -> np.ndarray:
