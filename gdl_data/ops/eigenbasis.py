@@ -43,9 +43,9 @@ class EigenbasisParams:
       (D − A, default) or "sym" (D^-½ (D − A) D^-½). Meshes always use the robust cotangent
       Laplacian with its mass matrix, the combinatorial form, so they accept only the default.
     basis: "laplacian" (default) or, on the sphere only, "spherical_harmonics".
-    solver: "auto" (default: shift-invert block Lanczos on meshes and on samples up to 200,000
-      unknowns, AMG-preconditioned LOBPCG above that on graphs, molecules and the HEALPix graph,
-      whose Cholesky factor would not fit), "block_lanczos" (gdl_data/ops/eigensolver.py),
+    solver: "auto" (default: shift-invert block Lanczos on meshes, on HEALPix maps up to
+      50,000 pixels and on graphs and molecules up to 5,000 nodes; AMG-preconditioned LOBPCG
+      above those, where a Cholesky factor would not fit or could fill in), "block_lanczos" (gdl_data/ops/eigensolver.py),
       "arpack" (scipy's eigsh, shift-invert, on the same Cholesky factor) or "lobpcg" (no
       factor; memory ≈ 4 blocks of n × (k + max(4, k/4)) doubles: gdl_data/ops/lobpcg.py).
     tol: relative residual of every eigenpair (default 1e-6; eigenvalues are then exact to ≈1e-12).
@@ -101,7 +101,7 @@ def mesh_eigenbasis(pos: np.ndarray, faces: np.ndarray, k: int = 64, **solver_op
     """
     L, mass = mesh_laplacian(pos, faces)
     if solver_options.get("solver") == "auto":
-        solver_options = {**solver_options, "solver": auto_solver(len(mass), surface=True)}
+        solver_options = {**solver_options, "solver": auto_solver(len(mass), "surface")}
     # Solve at unit scale (the shift and tolerances see O(1) numbers), then scale back exactly.
     area = mass.sum()
     evals, evecs = smallest_eigenpairs(L, mass / area, k, **solver_options)
@@ -139,7 +139,7 @@ def sphere_eigenbasis(nside: int, k: int = 64, basis: str = "laplacian",
         return {"mass": np.full(n, 4.0 * np.pi / n), "evals": (degrees * (degrees + 1.0)),
                 "evecs": values}
     solver = solver_options.pop("solver", "auto")
-    solver = auto_solver(n, surface=False) if solver == "auto" else solver
+    solver = auto_solver(n, "grid") if solver == "auto" else solver
     # The low eigenvectors of the HEALPix graph are close to the Y_lm: LOBPCG starts there.
     start = harmonic_polynomials(pixel_centres(nside), guard_size(k)) if solver == "lobpcg" \
         else None

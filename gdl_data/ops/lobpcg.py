@@ -25,6 +25,9 @@ import numpy as np
 import scipy.linalg
 import scipy.sparse as sp
 
+BLOCKS = 5             # for lobpcg_bytes: X, P, the residual, W and one V-cycle temporary
+AMG_SETUP = 80
+AMG_KEPT = 28
 SWEEPS = 2             # damped Jacobi sweeps before and after each coarse correction
 CHUNK = 1 << 16        # rows per chunk of every block update: temporaries of CHUNK × m doubles
 MAX_ITERATIONS = 300
@@ -35,6 +38,16 @@ def guard_size(k: int) -> int:
     """Block size for k wanted pairs: extra vectors so the k-th converges at the rate of the gap
     to the (m+1)-th, not to the (k+1)-th (which may be a near-tie)."""
     return k + max(4, k // 4)
+
+
+def lobpcg_bytes(n: int, nnz: int, k: int) -> int:
+    """Peak memory of lobpcg_smallest on an n × n matrix with nnz stored entries (the matrix
+    itself not counted): the larger of the multigrid setup (the start block, and pyamg's shifted
+    copy, strength matrix, prolongators and Galerkin products: AMG_SETUP bytes an entry) and the
+    iteration (BLOCKS blocks of n × m doubles, and the hierarchy kept: AMG_KEPT bytes an entry);
+    both constants measured on HEALPix and kNN graphs (bench/RESULTS.md)."""
+    block = 8 * n * min(guard_size(k), n)
+    return max(block + AMG_SETUP * nnz, BLOCKS * block + AMG_KEPT * nnz)
 
 
 def lobpcg_smallest(C: sp.csr_matrix, k: int, tol: float, sigma: float, rng,
@@ -146,15 +159,16 @@ def _ritz(rows, blocks: list[np.ndarray], m: int) -> tuple[list[np.ndarray], np.
     edges = np.concatenate([[0], np.cumsum(sizes)])
     H = np.zeros((edges[-1], edges[-1]))
     G = np.zeros_like(H)
+    basis = np.empty((CHUNK, edges[-1]))           # one chunk of [blocks] and of C [blocks]
+    product = np.empty_like(basis)
     for sl, part in rows:
-        chunk = [b[sl] for b in blocks]
-        products = [part @ b for b in blocks]
-        for i, left in enumerate(chunk):
-            for j in range(i, len(blocks)):
-                H[edges[i]:edges[i + 1], edges[j]:edges[j + 1]] += left.T @ products[j]
-                G[edges[i]:edges[i + 1], edges[j]:edges[j + 1]] += left.T @ chunk[j]
-    H, G = np.triu(H) + np.triu(H, 1).T, np.triu(G) + np.triu(G, 1).T
-    theta, vectors = scipy.linalg.eigh(H, G, subset_by_index=[0, m - 1])
+        rows_here = sl.stop - sl.start
+        for block, lo, hi in zip(blocks, edges[:-1], edges[1:]):
+            basis[:rows_here, lo:hi] = block[sl]
+            product[:rows_here, lo:hi] = part @ block
+        H += basis[:rows_here].T @ product[:rows_here]
+        G += basis[:rows_here].T @ basis[:rows_here]
+    theta, vectors = scipy.linalg.eigh(0.5 * (H + H.T), 0.5 * (G + G.T), subset_by_index=[0, m - 1])
     return np.split(vectors, edges[1:-1], axis=0), theta
 
 
@@ -201,9 +215,10 @@ def amg_vcycle(C: sp.csr_matrix, sigma: float):
 def _jacobi(rows, shift: float, weight: np.ndarray, x: np.ndarray, r: np.ndarray,
             last_residual: bool) -> None:
     """SWEEPS damped Jacobi sweeps x += ω D⁻¹ r on (A + shift I) x = b, r = b − (A + shift I) x
-    kept up to date (after the last sweep only if `last_residual`)."""
+    kept up to date (after the last sweep only if `last_residual`); one temporary block."""
+    delta = np.empty_like(r)
     for sweep in range(SWEEPS):
-        delta = weight[:, None] * r
+        np.multiply(weight[:, None], r, out=delta)
         x += delta
         if last_residual or sweep < SWEEPS - 1:
             _subtract_product(rows, shift, r, delta)
