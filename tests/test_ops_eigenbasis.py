@@ -253,6 +253,28 @@ def test_healpix_graph_laplacian_low_eigenvectors_span_coordinates():
     assert subspace_residual(unweighted["evecs"][:, 1:4], record["pos"], out["mass"]) > 0.065
 
 
+@pytest.mark.parametrize("solver", ["block_lanczos", "lobpcg"])
+def test_healpix_graph_laplacian_matches_dense_eigh_of_a_laplacian_built_from_healpy(solver):
+    import healpy
+
+    nside = 8                                       # 768 pixels; dense_below=0: the solvers' path
+    n = 12 * nside * nside
+    pos = np.stack(healpy.pix2vec(nside, np.arange(n)), axis=1)
+    neighbours = healpy.get_all_neighbours(nside, np.arange(n))
+    adjacency = np.zeros((n, n))
+    for i in range(n):
+        for j in neighbours[:, i][neighbours[:, i] >= 0]:
+            adjacency[i, j] = np.sum((pos[i] - pos[j]) ** 2)
+    t = 0.5 * adjacency[adjacency > 0].mean()               # DeepSphere's kernel width
+    adjacency = np.where(adjacency > 0, np.exp(-adjacency / (4 * t)), 0.0)
+    values, vectors = np.linalg.eigh(np.diag(adjacency.sum(axis=1)) - adjacency)
+    out = run(sphere_record(nside), k=16, solver=solver, dense_below=0)
+    np.testing.assert_allclose(out["evals"], values[:16], rtol=1e-9, atol=1e-12)
+    # l ≤ 3: whole clusters, so the 16-dimensional eigenspace is well defined.
+    assert subspace_residual(out["evecs"], vectors[:, :16], np.ones(n)) < 1e-6
+    assert_mass_orthonormal(out["evecs"], out["mass"])
+
+
 # --- parameters -----------------------------------------------------------------------------
 
 @pytest.mark.parametrize("params, domain, message", [

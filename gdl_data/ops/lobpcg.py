@@ -25,11 +25,12 @@ import numpy as np
 import scipy.linalg
 import scipy.sparse as sp
 
-BLOCKS = 5             # for lobpcg_bytes: X, P, the residual, W and one V-cycle temporary
+BLOCKS = 8             # for lobpcg_bytes: X, P, the residual, W, one V-cycle temporary, and
+                       # ≈ 3 more of temporaries the allocator holds on to (measured)
 AMG_SETUP = 80
 AMG_KEPT = 28
 SWEEPS = 2             # damped Jacobi sweeps before and after each coarse correction
-CHUNK = 1 << 16        # rows per chunk of every block update: temporaries of CHUNK × m doubles
+CHUNK = 1 << 15        # rows per chunk of every block update: temporaries of CHUNK × m doubles
 MAX_ITERATIONS = 300
 DROP = 1e-12           # SVQB: directions whose Gram eigenvalue falls below this (relative) go
 
@@ -44,10 +45,13 @@ def lobpcg_bytes(n: int, nnz: int, k: int) -> int:
     """Peak memory of lobpcg_smallest on an n × n matrix with nnz stored entries (the matrix
     itself not counted): the larger of the multigrid setup (the start block, and pyamg's shifted
     copy, strength matrix, prolongators and Galerkin products: AMG_SETUP bytes an entry) and the
-    iteration (BLOCKS blocks of n × m doubles, and the hierarchy kept: AMG_KEPT bytes an entry);
-    both constants measured on HEALPix and kNN graphs (bench/RESULTS.md)."""
-    block = 8 * n * min(guard_size(k), n)
-    return max(block + AMG_SETUP * nnz, BLOCKS * block + AMG_KEPT * nnz)
+    iteration (BLOCKS blocks of n × m doubles and the hierarchy kept, AMG_KEPT bytes an entry),
+    plus the row-chunk buffers. Constants measured with tracemalloc and peak RSS on HEALPix
+    maps and kNN graphs (bench/RESULTS.md, "Memory estimates")."""
+    m = min(guard_size(k), n)
+    block = 8 * n * m
+    chunk = 8 * min(CHUNK, n) * 8 * m
+    return max(block + AMG_SETUP * nnz, BLOCKS * block + AMG_KEPT * nnz) + chunk
 
 
 def lobpcg_smallest(C: sp.csr_matrix, k: int, tol: float, sigma: float, rng,
@@ -159,8 +163,8 @@ def _ritz(rows, blocks: list[np.ndarray], m: int) -> tuple[list[np.ndarray], np.
     edges = np.concatenate([[0], np.cumsum(sizes)])
     H = np.zeros((edges[-1], edges[-1]))
     G = np.zeros_like(H)
-    basis = np.empty((CHUNK, edges[-1]))           # one chunk of [blocks] and of C [blocks]
-    product = np.empty_like(basis)
+    basis = np.empty((min(CHUNK, blocks[0].shape[0]), edges[-1]))   # a chunk of [blocks] …
+    product = np.empty_like(basis)                                    # … and of C [blocks]
     for sl, part in rows:
         rows_here = sl.stop - sl.start
         for block, lo, hi in zip(blocks, edges[:-1], edges[1:]):
@@ -195,6 +199,8 @@ def amg_vcycle(C: sp.csr_matrix, sigma: float):
                        getattr(level, "P", None), getattr(level, "R", None)))
     coarse = scipy.linalg.cho_factor(hierarchy.levels[-1].A.toarray())
     hierarchy.levels[0].A = None
+    del hierarchy
+    release_freed_memory()         # the setup's freed temporaries: ≈ 3× what it keeps
 
     def cycle(depth: int, r: np.ndarray) -> np.ndarray:
         rows, shift, weight, P, R = levels[depth]
@@ -210,6 +216,17 @@ def amg_vcycle(C: sp.csr_matrix, sigma: float):
         return x
 
     return lambda block: cycle(0, block)
+
+
+def release_freed_memory() -> None:
+    """Hand memory that was freed back to the OS (glibc keeps freed medium-sized blocks in its
+    heap, so RSS would stay at the setup's peak; Dask's workers call the same malloc_trim)."""
+    try:
+        import ctypes
+
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):            # not glibc: nothing to do
+        pass
 
 
 def _jacobi(rows, shift: float, weight: np.ndarray, x: np.ndarray, r: np.ndarray,
