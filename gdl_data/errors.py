@@ -46,6 +46,34 @@ class OpError(SampleError):
     kind = "op-failed"
 
 
+class OverBudget(OpError):
+    """A sample whose estimated memory for an op exceeds the worker's budget (not computed)."""
+
+    kind = "over-budget"
+
+
+def over_budget(source: str, op: str, estimate: int, budget: int, advice: str = "") -> OverBudget:
+    """`x.fits: op 'eigenbasis' needs an estimated 14.2 GB for this sample, over the worker's
+    memory budget of 8.0 GB; write basis: spherical_harmonics, or give each worker more memory`.
+
+    advice: what to change in the spec (the op's own words), "" for none.
+    """
+    change = f"{advice}, or give each worker more memory" if advice else \
+        "give each worker more memory"
+    return OverBudget(source, f"op '{op}' needs an estimated {format_bytes(estimate)} for this "
+                              f"sample, over the worker's memory budget of {format_bytes(budget)}; "
+                              f"{change}")
+
+
+def format_bytes(count: float) -> str:
+    """1536 -> '1.5 kB'; decimal units, as free(1) -h and Dask's memory limits print them."""
+    for unit in ("B", "kB", "MB", "GB"):
+        if abs(count) < 1000:
+            return f"{count:.0f} {unit}" if unit == "B" else f"{count:.1f} {unit}"
+        count /= 1000.0
+    return f"{count:.1f} TB"
+
+
 def did_you_mean(name: str, known: Iterable[str]) -> str:
     """"did you mean 'k'? " for the closest known name, or "" when none is close."""
     hint = difflib.get_close_matches(name, list(known), n=1)

@@ -16,7 +16,7 @@ from typing import Any, Iterator, Mapping, Sequence
 
 import numpy as np
 
-from gdl_data.errors import GdlError, OpError
+from gdl_data.errors import GdlError
 from gdl_data.ops import get_op
 from gdl_data.readers import iter_samples, read_records
 from pipelines.cache import WHOLE_FILE, Item, Reuse, ShardPlan
@@ -102,16 +102,11 @@ def worker_budget() -> int | None:
 
 
 def check_budget(step: OpStep, sample: Mapping[str, Any], budget: int | None) -> None:
-    """Refuse a sample whose estimated peak memory for `step` exceeds the worker's budget."""
-    estimate = getattr(get_op(step.name), "estimate_bytes", None)
-    if budget is None or estimate is None:
-        return
-    need = estimate(sample, step.params)
-    if need > budget:
-        raise OpError(sample.get("source", "?"),
-                      f"op '{step.name}' would need about {need / 2**30:.1f} GiB, over the worker's "
-                      f"budget of {budget / 2**30:.1f} GiB; give workers more memory (worker_memory, "
-                      f"fewer workers) or ask for less (a smaller k, fewer sources)", kind="over-budget")
+    """Refuse a sample whose estimated peak memory for `step` exceeds the worker's budget
+    (gdl_data/ops/estimates.py), before it can take its worker down."""
+    op = get_op(step.name)
+    if budget is not None and op.estimate_bytes(sample, step.params) > budget:
+        raise op.over_budget(sample, step.params, budget)
 
 
 @functools.lru_cache(maxsize=2)

@@ -52,7 +52,7 @@ def test_icosphere_spectrum_is_l_l_plus_1():
     assert out["mass"].sum() == pytest.approx(4 * np.pi, rel=0.01)
 
 
-@pytest.mark.parametrize("solver", ["block_lanczos", "arpack"])
+@pytest.mark.parametrize("solver", ["block_lanczos", "arpack", "lobpcg"])
 def test_iterative_solvers_match_dense_lapack_on_robust_laplacian(solver):
     pos, faces = icosphere(3)
     L, M = robust_laplacian.mesh_laplacian(pos, faces)          # the peer library's own matrices
@@ -167,12 +167,14 @@ def test_weighted_graph_matches_dense_eigh():
     np.testing.assert_allclose(out["evals"], reference[:10], atol=1e-9)
 
 
-def test_large_grid_graph_with_isolated_nodes_matches_analytic_spectrum():
-    side, isolated = 40, 10                         # 1610 nodes: the iterative solver's path
+@pytest.mark.parametrize("solver", ["auto", "lobpcg"])
+def test_large_grid_graph_with_isolated_nodes_matches_analytic_spectrum(solver):
+    side, isolated = 40, 10                         # 1610 nodes: the iterative solvers' path
     graph = nx.grid_2d_graph(side, side)
     index = {node: i for i, node in enumerate(graph)}
     edges = np.array([(index[u], index[v]) for u, v in graph.edges()]).T
-    out = graph_eigenbasis(side * side + isolated, np.hstack([edges, edges[::-1]]), k=40)
+    out = graph_eigenbasis(side * side + isolated, np.hstack([edges, edges[::-1]]), k=40,
+                           solver=solver)
     path = 2 - 2 * np.cos(np.pi * np.arange(side) / side)   # path graph P_side eigenvalues
     grid = np.sort(np.add.outer(path, path).ravel())
     expected = np.sort(np.r_[np.zeros(isolated), grid])[:40]
@@ -180,10 +182,11 @@ def test_large_grid_graph_with_isolated_nodes_matches_analytic_spectrum():
     assert_mass_orthonormal(out["evecs"], out["mass"])
 
 
-def test_graph_without_edges_gives_zero_eigenvalues_and_an_orthonormal_basis():
+@pytest.mark.parametrize("solver", ["auto", "lobpcg"])
+def test_graph_without_edges_gives_zero_eigenvalues_and_an_orthonormal_basis(solver):
     # 1500 isolated nodes: L = 0, the Krylov space closes after one block (the solver's
     # breakdown path); every eigenvalue is 0 and any orthonormal vectors are eigenvectors.
-    out = graph_eigenbasis(1500, np.zeros((2, 0), np.int64), k=40)
+    out = graph_eigenbasis(1500, np.zeros((2, 0), np.int64), k=40, solver=solver)
     np.testing.assert_array_equal(out["evals"], np.zeros(40))
     assert_mass_orthonormal(out["evecs"], out["mass"])
 
@@ -250,6 +253,28 @@ def test_healpix_graph_laplacian_low_eigenvectors_span_coordinates():
     assert subspace_residual(unweighted["evecs"][:, 1:4], record["pos"], out["mass"]) > 0.065
 
 
+@pytest.mark.parametrize("solver", ["block_lanczos", "lobpcg"])
+def test_healpix_graph_laplacian_matches_dense_eigh_of_a_laplacian_built_from_healpy(solver):
+    import healpy
+
+    nside = 8                                       # 768 pixels; dense_below=0: the solvers' path
+    n = 12 * nside * nside
+    pos = np.stack(healpy.pix2vec(nside, np.arange(n)), axis=1)
+    neighbours = healpy.get_all_neighbours(nside, np.arange(n))
+    adjacency = np.zeros((n, n))
+    for i in range(n):
+        for j in neighbours[:, i][neighbours[:, i] >= 0]:
+            adjacency[i, j] = np.sum((pos[i] - pos[j]) ** 2)
+    t = 0.5 * adjacency[adjacency > 0].mean()               # DeepSphere's kernel width
+    adjacency = np.where(adjacency > 0, np.exp(-adjacency / (4 * t)), 0.0)
+    values, vectors = np.linalg.eigh(np.diag(adjacency.sum(axis=1)) - adjacency)
+    out = run(sphere_record(nside), k=16, solver=solver, dense_below=0)
+    np.testing.assert_allclose(out["evals"], values[:16], rtol=1e-9, atol=1e-12)
+    # l ≤ 3: whole clusters, so the 16-dimensional eigenspace is well defined.
+    assert subspace_residual(out["evecs"], vectors[:, :16], np.ones(n)) < 1e-6
+    assert_mass_orthonormal(out["evecs"], out["mass"])
+
+
 # --- parameters -----------------------------------------------------------------------------
 
 @pytest.mark.parametrize("params, domain, message", [
@@ -257,7 +282,7 @@ def test_healpix_graph_laplacian_low_eigenvectors_span_coordinates():
     ({"normalization": "rw"}, "graph", "write e.g. normalization: combinatorial"),
     ({"normalization": "sym"}, "mesh", "robust cotangent"),
     ({"basis": "spherical_harmonics"}, "graph", "only on the sphere"),
-    ({"solver": "lobpcg"}, "mesh", "write e.g. solver: block_lanczos"),
+    ({"solver": "jacobi_davidson"}, "mesh", "write e.g. solver: auto"),
     ({"tol": 0}, "mesh", "write e.g. tol"),
     ({"kk": 3}, "mesh", "did you mean 'k'"),
 ])

@@ -12,3 +12,5 @@ DIFFUSIONNET_PARAMS = {
     "gradients": {"regularization": 1e-5, "regularization_scale": "absolute"},
     "hks": {"scale": "diffusionnet"},
 }
+
+from gdl_data.ops import estimates  # noqa: F401,E402  (registers the ops' memory estimates)

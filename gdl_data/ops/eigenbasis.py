@@ -29,8 +29,10 @@ import numpy as np
 import scipy.sparse as sp
 
 from gdl_data.errors import OpError, SpecError
-from gdl_data.ops.eigensolver import SOLVERS, smallest_eigenpairs
-from gdl_data.ops.healpix import healpix_graph, pixel_centres, real_spherical_harmonics
+from gdl_data.ops.eigensolver import SOLVERS, auto_solver, smallest_eigenpairs
+from gdl_data.ops.healpix import (harmonic_polynomials, healpix_laplacian, pixel_centres,
+                                  real_spherical_harmonics)
+from gdl_data.ops.lobpcg import guard_size
 from gdl_data.ops.laplacian import (LAPLACIANS, NORMALIZATIONS, cotan_laplacian,
                                     graph_laplacian, mesh_laplacian)
 from gdl_data.ops.registry import register_op
@@ -50,7 +52,8 @@ class EigenbasisParams:
     the robust point-cloud Laplacian with either: centred on their mean first with "robust", on
     the coordinates as given with "cotan" (as DiffusionNet). shift (meshes): solve
     (L + shift·I) φ = λ M φ; DiffusionNet adds 1e-8 so that its shift-invert solve never factors
-    a singular matrix. solver "block_lanczos" is gdl_data/ops/eigensolver.py.
+    a singular matrix. solver "block_lanczos" is gdl_data/ops/eigensolver.py, "lobpcg"
+    gdl_data/ops/lobpcg.py (memory ≈ 4 blocks of n × (k + max(4, k/4)) doubles).
     """
 
     k: int = param(64, Integer(1), doc="eigenpairs per sample (all n when k ≥ n)")
@@ -58,8 +61,10 @@ class EigenbasisParams:
                                doc="graph Laplacian: D − A, or D^-½ (D − A) D^-½ (not meshes)")
     basis: str = param("laplacian", Choice(BASES),
                        doc="spherical harmonics: sphere only, evals l(l+1)")
-    solver: str = param("block_lanczos", Choice(SOLVERS),
-                        doc="shift-invert block Lanczos, or scipy's eigsh on the same factor")
+    solver: str = param("auto", Choice(SOLVERS),
+                        doc="auto: shift-invert block Lanczos on meshes, HEALPix maps ≤ 50k pixels and "
+                            "graphs ≤ 5k nodes, AMG-preconditioned LOBPCG (no factor) above; or one of them, "
+                            "or scipy's eigsh on the Cholesky factor")
     tol: float = param(1e-6, Number(0, 1), doc="relative residual of every eigenpair")
     dense_below: int = param(1000, Integer(0),
                              doc="samples with at most this many vertices use dense LAPACK")
@@ -87,9 +92,10 @@ class EigenbasisParams:
         return {"solver": self.solver, "tol": self.tol, "dense_below": self.dense_below}
 
 
-# 2: graphs of at most dense_below nodes are built and solved densely (last-bit changes possible
-# for non-integer weights; unit-weight graphs and molecules are unchanged).
-EIGENBASIS = register_op("eigenbasis", EigenbasisParams, version="2",
+# 3: graphs of at most dense_below nodes are built and solved densely (last-bit changes possible
+# for non-integer weights; unit-weight graphs and molecules are unchanged); large graphs and
+# HEALPix maps by LOBPCG (solver auto).
+EIGENBASIS = register_op("eigenbasis", EigenbasisParams, version="3",
                          outputs=("mass", "evals", "evecs"), doc=__doc__.split("\n\n")[0])
 
 
@@ -111,6 +117,8 @@ def mesh_eigenbasis(pos: np.ndarray, faces: np.ndarray, k: int = 64, laplacian: 
         L, mass = mesh_laplacian(pos, faces, centre=laplacian == "robust")
     if shift:
         L = L + shift * sp.identity(L.shape[0], format="csr")
+    if solver_options.get("solver") == "auto":
+        solver_options = {**solver_options, "solver": auto_solver(len(mass), "surface")}
     # Solve at unit scale (the shift and tolerances see O(1) numbers), then scale back exactly.
     area = mass.sum()
     evals, evecs = smallest_eigenpairs(L, mass / area, k, **solver_options)
@@ -148,8 +156,14 @@ def sphere_eigenbasis(nside: int, k: int = 64, basis: str = "laplacian",
         values, degrees = real_spherical_harmonics(pixel_centres(nside), min(k, n))
         return {"mass": np.full(n, 4.0 * np.pi / n), "evals": (degrees * (degrees + 1.0)),
                 "evecs": values}
-    edge_index, weights = healpix_graph(nside)
-    return graph_eigenbasis(n, edge_index, weights, k, normalization, **solver_options)
+    solver = solver_options.pop("solver", "auto")
+    solver = auto_solver(n, "grid") if solver == "auto" else solver
+    # The low eigenvectors of the HEALPix graph are close to the Y_lm: LOBPCG starts there.
+    start = harmonic_polynomials(pixel_centres(nside), guard_size(k)) if solver == "lobpcg" \
+        else None
+    evals, evecs = smallest_eigenpairs(healpix_laplacian(nside, normalization), np.ones(n), k,
+                                       solver=solver, start=start, **solver_options)
+    return {"mass": np.ones(n), "evals": evals, "evecs": evecs}
 
 
 def _compute(sample, fn, *args, **kwargs) -> dict:

@@ -27,22 +27,65 @@ import scipy.linalg
 import scipy.sparse as sp
 import scipy.sparse.linalg as sla
 
-SOLVERS = ("block_lanczos", "arpack")
+SOLVERS = ("auto", "block_lanczos", "arpack", "lobpcg")
+# "auto": shift-invert block Lanczos up to this many unknowns, and always on meshes (a surface's
+# Cholesky factor stays small: n log n); AMG-preconditioned LOBPCG above it for graphs and
+# HEALPix maps, whose factor would not fit (a non-planar graph fills in; nside 1024 ≈ 20 GB).
+ITERATIVE_ABOVE = 50_000
+GRAPH_ITERATIVE_ABOVE = 5_000
 BLOCK_SIZE = 16       # right-hand sides per solve: 8-16 need the smallest basis, 16 the least time
 CHECK_GROWTH = 1.1    # a Ritz check (O(m³)) each time the basis has grown 10 %: ≤ 10 % overshoot
 
 
+def auto_solver(n: int, kind: str) -> str:
+    """The solver "auto" means for n unknowns of a `kind` of matrix: "surface" (meshes: a
+    Cholesky factor of n log n) block_lanczos always; "grid" (the HEALPix graph: planar, but the
+    factor outgrows a few blocks) block_lanczos up to ITERATIVE_ABOVE; "graph" (any graph: the
+    factor may fill in up to n²/2) up to GRAPH_ITERATIVE_ABOVE; lobpcg above."""
+    limit = {"surface": None, "grid": ITERATIVE_ABOVE, "graph": GRAPH_ITERATIVE_ABOVE}[kind]
+    return "block_lanczos" if limit is None or n <= limit else "lobpcg"
+
+
+def solver_bytes(n: int, nnz: int, k: int, solver: str, dense_below: int,
+                 factor_entries: float) -> int:
+    """Peak memory of smallest_eigenpairs (its input matrix not counted) for an n × n matrix
+    with nnz stored entries and k pairs; factor_entries: the Cholesky factor's expected
+    entries (the caller knows its matrix's fill: n log n on surfaces, ≤ n²/2 on graphs).
+
+    dense: the matrix as an array, LAPACK's copy and the eigenvectors (3 × 8n²);
+    lobpcg: lobpcg_bytes; block Lanczos / ARPACK: the scaled, symmetrised and shifted copies of
+    the matrix (5 × 12 bytes an entry), the factor (12 bytes an entry) and the whole basis
+    budget (≈ 8k + 128 vectors of n) with its projected matrix.
+    Every path adds the results (the eigenvectors and their mass-scaled copy: 2 × 8nk; LOBPCG's
+    blocks outlast its result, which is counted among them).
+    """
+    from gdl_data.ops.lobpcg import lobpcg_bytes
+
+    k = min(k, n)
+    results = 2 * 8 * n * k
+    if n <= dense_below or 2 * k >= n:
+        return 3 * 8 * n * n + results
+    if solver == "lobpcg":
+        return lobpcg_bytes(n, nnz, k)
+    budget = min(n // BLOCK_SIZE, (8 * k) // BLOCK_SIZE + 8) * BLOCK_SIZE
+    return int(5 * 12 * nnz + 12 * factor_entries + 8 * budget * (n + budget)) + results
+
+
 def smallest_eigenpairs(L, mass, k: int, *, solver: str = "block_lanczos", tol: float = 1e-6,
-                        dense_below: int = 1000, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+                        dense_below: int = 1000, seed: int = 0,
+                        start: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
     """The k smallest eigenpairs of L φ = λ M φ with M = diag(mass).
 
     L: (n, n) sparse symmetric positive semi-definite (or a dense ndarray: solved densely);
     mass: (n,) positive; k ≥ 1.
-    solver: "block_lanczos" (default) or "arpack" (run to machine precision); tol: relative
-    residual of each pair block Lanczos returns (default 1e-6: eigenvalues exact to ≈1e-12);
+    solver: "block_lanczos" (default), "arpack" (run to machine precision), "lobpcg"
+    (AMG-preconditioned, no factor: gdl_data/ops/lobpcg.py) or "auto" (auto_solver, as a
+    graph); tol: relative residual of each pair block Lanczos or LOBPCG returns (default 1e-6:
+    eigenvalues exact to ≈1e-12);
     dense_below: problems with n ≤ this, or k ≥ n / 2, are solved by dense LAPACK (exact to
     rounding);
-    seed: of the Lanczos start block (fixed, so the same input gives byte-identical output).
+    seed: of the Lanczos start block (fixed, so the same input gives byte-identical output);
+    start: (n, j) columns LOBPCG starts from (e.g. spherical harmonics), completed at random.
     When k ≥ n all n pairs are returned (dense), with a warning.
 
     Returns (evals (k,), evecs (n, k)): ascending, φᵀ M φ = I, each column's entry of largest
@@ -61,6 +104,12 @@ def smallest_eigenpairs(L, mass, k: int, *, solver: str = "block_lanczos", tol: 
         C = L * inv_sqrt_mass[:, None] * inv_sqrt_mass[None, :]
         evals, y = np.linalg.eigh((C + C.T) * 0.5)
         return np.maximum(evals[:k], 0.0), fix_signs(y[:, :k] * inv_sqrt_mass[:, None])
+    solver = auto_solver(n, "graph") if solver == "auto" else solver
+    if solver == "lobpcg" and n > dense_below and 2 * k < n:
+        evals, y = _lobpcg(L, inv_sqrt_mass, k, tol, np.random.default_rng(seed), start)
+        if np.any(inv_sqrt_mass != 1.0):
+            y *= inv_sqrt_mass[:, None]
+        return evals, fix_signs(y)
     C = sp.diags(inv_sqrt_mass) @ sp.csr_matrix(L, dtype=np.float64) @ sp.diags(inv_sqrt_mass)
     C = ((C + C.T) * 0.5).tocsr()      # exact symmetry: the Lanczos relation assumes it
     if n <= dense_below or 2 * k >= n:
@@ -84,17 +133,39 @@ def smallest_eigenpairs(L, mass, k: int, *, solver: str = "block_lanczos", tol: 
     return np.maximum(evals, 0.0), fix_signs(evecs)
 
 
+def _lobpcg(L, inv_sqrt_mass, k: int, tol: float, rng, start) -> tuple[np.ndarray, np.ndarray]:
+    """(evals, y) of C = M^-½ L M^-½ by LOBPCG, sorted; C is L itself when the mass is ones
+    (no copy: at nside 1024 one copy is 1.4 GB), and is not symmetrised (Rayleigh–Ritz
+    symmetrises the small projected matrices instead). σ as for shift-invert."""
+    from gdl_data.ops.lobpcg import lobpcg_smallest
+
+    n = len(inv_sqrt_mass)
+    C = sp.csr_matrix(L, dtype=np.float64)
+    if np.any(inv_sqrt_mass != 1.0):
+        C = (sp.diags(inv_sqrt_mass) @ C @ sp.diags(inv_sqrt_mass)).tocsr()
+        if start is not None:
+            start = np.asarray(start, dtype=np.float64) / inv_sqrt_mass[:, None]   # M^½ start
+    C.sort_indices()
+    sigma = C.diagonal().sum() / float(n) ** 2 or 1.0        # 1.0: C = 0 (no edges at all)
+    evals, y = lobpcg_smallest(C, k, tol, sigma, rng, start)
+    order = np.argsort(evals, kind="stable")
+    y = y[:, order]                    # a copy (its own memory): X's other columns can go
+    return np.maximum(evals[order], 0.0), y
+
+
 def fix_signs(vectors: np.ndarray) -> np.ndarray:
-    """Flip columns so each one's entry of largest magnitude is positive.
+    """Flip columns so each one's entry of largest magnitude is positive, in place.
 
     Entries within a relative 1e-6 of the largest count as tied and the lowest index decides,
     so symmetric shapes (where two entries are equal up to rounding) still get one answer.
+    Column by column, so no temporary larger than one column is made.
     """
-    magnitude = np.abs(vectors)
-    tied = magnitude >= (1.0 - 1e-6) * magnitude.max(axis=0, initial=0.0)
-    pivot = np.argmax(tied, axis=0)
-    signs = np.where(vectors[pivot, np.arange(vectors.shape[1])] < 0, -1.0, 1.0)
-    return vectors * signs
+    for j in range(vectors.shape[1]):
+        magnitude = np.abs(vectors[:, j])
+        pivot = int(np.argmax(magnitude >= (1.0 - 1e-6) * magnitude.max(initial=0.0)))
+        if vectors[pivot, j] < 0:
+            vectors[:, j] *= -1.0
+    return vectors
 
 
 def _shifted_solver(C, sigma: float):

@@ -37,6 +37,8 @@ TRANSPORT_CONVENTION = ("z_target = exp(i*transport) * z_source for a tangent ve
                         "e1, carried by the minimal rotation of source normal onto target normal, "
                         "measured in the target frame from e1 towards e2; antisymmetric")
 
+EDGE_CHUNK = 1 << 18     # edges per chunk on the sphere: temporaries of ≈ 100 MB (≈ 400 B an edge)
+
 MODES = {"mesh": ("rings", "knn", "radius", "geodesic_radius"),
          "molecule": ("bonds", "radius", "knn"),
          "graph": ("hops",),
@@ -187,15 +189,23 @@ def _sphere(sample, p: NeighborhoodsParams) -> dict[str, np.ndarray]:
     else:
         edge_index = sphere_disc_edge_index(pos, value)
     unit = pos / np.linalg.norm(pos, axis=1, keepdims=True)
-    src, dst = edge_index
-    # atan2 of (|a×b|, a·b): accurate for tiny angles, where arccos(a·b) loses half its digits.
-    great_circle = np.arctan2(np.linalg.norm(np.cross(unit[src], unit[dst]), axis=1),
-                              np.einsum("ij,ij->i", unit[src], unit[dst]))
     frames = frames_for(sample)
-    return {"edge_index": edge_index,
-            "edge_dist": great_circle if p.distance == "geodesic" else _lengths(unit, edge_index),
-            "transport": connection_angles(unit, frames, edge_index),
-            "logmap": projected_logmap(unit, frames, edge_index, great_circle)}
+    out = {"edge_index": edge_index, "edge_dist": np.empty(edge_index.shape[1]),
+           "transport": np.empty(edge_index.shape[1]),
+           "logmap": np.empty((edge_index.shape[1], 2))}
+    # In chunks of edges: nside 1024 has 10⁸ edges, whose (e, 3, 3) frame gathers would be 7 GB.
+    for lo in range(0, edge_index.shape[1], EDGE_CHUNK):
+        rows = slice(lo, lo + EDGE_CHUNK)
+        chunk = edge_index[:, rows]
+        a, b = unit[chunk[0]], unit[chunk[1]]
+        # atan2 of (|a×b|, a·b): accurate for tiny angles, where arccos(a·b) loses half its digits.
+        great_circle = np.arctan2(np.linalg.norm(np.cross(a, b), axis=1),
+                                  np.einsum("ij,ij->i", a, b))
+        out["edge_dist"][rows] = (great_circle if p.distance == "geodesic"
+                                  else np.linalg.norm(b - a, axis=1))
+        out["transport"][rows] = connection_angles(unit, frames, chunk)
+        out["logmap"][rows] = projected_logmap(unit, frames, chunk, great_circle)
+    return out
 
 
 @NEIGHBORHOODS.implement("molecule")

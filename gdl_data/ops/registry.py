@@ -14,6 +14,17 @@ that say what to write instead) and implemented once per domain::
 runs (e.g. `neighborhoods` depends on `frames` for transport); an op never sees other outputs.
 The implementation returns new columns only. `version` is bumped whenever the op's numbers
 change, so cached results computed by older code are recomputed (shared/DESIGN.md).
+
+Each op also says, before computing, how much memory a sample will cost it::
+
+    @EIGENBASIS.estimate("mesh", advice="write a smaller k (now {k})")
+    def _mesh_bytes(sample, p: EigenbasisParams) -> int: ...
+
+`Op.estimate_bytes(sample, params)` is that formula (from the sizes of the sample's arrays and
+the parameters only: n, faces, edges, k, sources) plus `BASE_BYTES`, or `default_estimate` where
+an op has none for the domain; `Op.over_budget(sample, params, budget)` is the error a worker
+records when the estimate exceeds its budget. The formulas are calibrated against measured peak
+RSS in bench/RESULTS.md ("Memory estimates") and checked in tests/test_op_estimates.py.
 """
 from __future__ import annotations
 
@@ -23,10 +34,29 @@ from typing import Any, Callable, Mapping
 
 import numpy as np
 
-from gdl_data.errors import OpError, SpecError, SpecProblems, did_you_mean, unknown_name
+from gdl_data.errors import OpError, OverBudget, SpecError, SpecProblems, did_you_mean, over_budget, unknown_name
 from gdl_data.params import declared, problems_in
 
 Impl = Callable[[Mapping[str, Any], Any], dict[str, np.ndarray]]
+Estimate = Callable[[Mapping[str, Any], Any], float]
+
+# Added to every formula: what a run of an op costs beyond its arrays (allocator arenas,
+# library workspaces, the first touch of a thread pool); measured 10–40 MB on small samples.
+BASE_BYTES = 64 << 20
+# Ops without a formula for a domain: this many times the sample's own array bytes.
+DEFAULT_FACTOR = 16
+
+
+def sample_bytes(sample: Mapping[str, Any]) -> int:
+    """Bytes of the numpy arrays in a sample (its columns as read, plus earlier ops' outputs)."""
+    return sum(value.nbytes for value in sample.values() if isinstance(value, np.ndarray))
+
+
+def default_estimate(sample: Mapping[str, Any]) -> int:
+    """The estimate of an op with no formula for the sample's domain: DEFAULT_FACTOR × the
+    sample's array bytes + BASE_BYTES (a guess, not a bound: temporaries of a few times the
+    input and outputs of a few times the input cover the ops in this package)."""
+    return DEFAULT_FACTOR * sample_bytes(sample) + BASE_BYTES
 
 
 @dataclass
@@ -40,12 +70,38 @@ class Op:
     depends_on: tuple[str, ...] = ()
     doc: str = ""
     impls: dict[str, Impl] = field(default_factory=dict)
+    estimates: dict[str, tuple[Estimate, str]] = field(default_factory=dict)
 
     def implement(self, domain: str) -> Callable[[Impl], Impl]:
         def decorator(fn: Impl) -> Impl:
             self.impls[domain] = fn
             return fn
         return decorator
+
+    def estimate(self, domain: str, advice: str) -> Callable[[Estimate], Estimate]:
+        """Register `fn(sample, params) -> bytes`, the peak memory this op adds on a sample of
+        `domain` (without BASE_BYTES), and `advice`: what a user can change when it is too
+        much, formatted with the parameters (e.g. "write a smaller k (now {k})")."""
+        def decorator(fn: Estimate) -> Estimate:
+            self.estimates[domain] = (fn, advice)
+            return fn
+        return decorator
+
+    def estimate_bytes(self, sample: Mapping[str, Any], params: Any) -> int:
+        """Upper estimate of the peak memory (bytes) this op adds while computing `sample` (the
+        op's input: reader columns plus outputs of the ops it depends on), before computing."""
+        entry = self.estimates.get(sample["domain"])
+        if entry is None:
+            return default_estimate(sample)
+        return int(entry[0](sample, params)) + BASE_BYTES
+
+    def over_budget(self, sample: Mapping[str, Any], params: Any, budget: int) -> OverBudget:
+        """The error for a sample whose estimate exceeds `budget` bytes: it names the sample,
+        this op, the estimate, the budget and what to change."""
+        entry = self.estimates.get(sample["domain"])
+        advice = entry[1].format(**params_dict(params)) if entry else ""
+        return over_budget(sample.get("source", "?"), self.name,
+                           self.estimate_bytes(sample, params), budget, advice)
 
     def parse_params(self, raw: Mapping[str, Any] | None, domain: str) -> Any:
         """Validate a spec's parameter mapping against the declarations (gdl_data/params.py);
