@@ -156,3 +156,19 @@ def test_sigterm_stops_the_run_and_its_workers_and_the_next_run_resumes(tmp_path
     assert resumed.returncode == 0, resumed.stderr[-2000:]
     run = json.loads((tmp_path / "ds" / "manifest.json").read_text())["run"]
     assert run["shards_resumed"] == done >= 2 and run["shards_resumed"] + run["shards_computed"] == 10
+
+
+def test_a_sample_over_the_memory_budget_is_refused_with_a_clear_row(tmp_path):
+    raw = tmp_path / "raw"
+    raw.mkdir()
+    np.save(raw / "small.npy", np.zeros(12 * 8 * 8))
+    np.save(raw / "huge.npy", np.zeros(12 * 512 * 512))        # 3.1 M pixels: k = 2000 needs ~50 GB
+    spec = parse_spec({"name": "maps", "domain": "sphere", "source": str(raw), "output": str(tmp_path / "ds"),
+                       "ops": {"eigenbasis": {"k": 2000}}, "workers": 1, "worker_memory": "3GB"})
+    start = time.monotonic()
+    manifest = run_pipeline(spec, progress=False)
+    assert time.monotonic() - start < 120 and manifest["sample_count"] == 1
+    [error] = open_dataset(spec.output).errors.to_pylist()
+    assert error["error"] == "over-budget" and error["stage"] == "eigenbasis"
+    assert error["source"] == str(raw / "huge.npy") and "huge.npy" in error["message"]
+    assert "3.0 GB" in error["message"] and "smaller k" in error["message"]
