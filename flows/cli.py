@@ -171,9 +171,11 @@ def main(argv: list[str] | None = None) -> int:
 def _run(args) -> int:
     from gdl_data.errors import GdlError
     from storage import DatasetLocked
+    from storage.manifest import CorruptManifest
+    from storage.ownership import OwnershipError
     try:
         return args.func(args)
-    except (GdlError, FileNotFoundError, DatasetLocked) as exc:
+    except (GdlError, FileNotFoundError, DatasetLocked, OwnershipError, CorruptManifest) as exc:
         print(f"gdl {args.command}: error: {exc}", file=sys.stderr)
         return EXIT_USAGE
     except KeyboardInterrupt:

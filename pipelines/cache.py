@@ -22,7 +22,6 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, Mapping, Sequence
 
-import fsspec
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -31,6 +30,7 @@ import pyarrow.dataset as pads
 from gdl_data.ops import get_op
 from gdl_data.ops.registry import params_dict
 from gdl_data.readers import READERS_VERSION
+from pipelines.sources import file_state, hash_file  # noqa: F401 - safe with hostile files
 from pipelines.spec import PipelineSpec
 from storage import load_manifest
 from storage.fs import join, resolve
@@ -96,22 +96,9 @@ class RunPlan:
 
 
 def stat_files(paths: Sequence[str]) -> list[FileState]:
-    def one(path: str) -> FileState:
-        fs, p = fsspec.core.url_to_fs(path)
-        info = fs.info(p)
-        mtime = info.get("mtime") or info.get("LastModified") or info.get("created") or 0
-        mtime_ns = int(mtime.timestamp() * 1e9) if hasattr(mtime, "timestamp") else int(float(mtime) * 1e9)
-        return FileState(path, int(info.get("size") or 0), mtime_ns)
+    # file_state: never opens a file, copes with dangling links and FIFOs (pipelines/sources.py)
     with ThreadPoolExecutor(8) as pool:
-        return list(pool.map(one, paths))
-
-
-def hash_file(path: str) -> str:
-    h = hashlib.sha256()
-    with fsspec.open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()[:32]
+        return [FileState(p, *st) for p, st in zip(paths, pool.map(file_state, paths))]
 
 
 def previous_files(uri: str) -> tuple[dict[str, Any] | None, pa.Table | None]:

@@ -24,6 +24,7 @@ from pipelines.labels import LabelRule, build_label_rule
 from pipelines.progress import ProgressReporter
 from pipelines.sources import list_source_files
 from pipelines.spec import PipelineSpec
+from storage.ownership import claim_output
 from storage import (DatasetLock, commit_version, infer_infos, prune_versions, read_shard_entry, shard_done,
                      write_shard)
 
@@ -52,6 +53,7 @@ class ShardResult:
 
 def prepare(spec: PipelineSpec, retry_errors: bool = False) -> Job:
     """List the sources and plan the run against the dataset's current version."""
+    claim_output(spec.output, spec.name, spec.domain, source=spec.source)  # storage/ownership.py
     files, skipped = list_source_files(spec.source, spec.domain)
     base = os.path.dirname(spec.spec_path) if spec.spec_path else "."
     labels = build_label_rule(spec.labels, files, spec.source, base)

@@ -72,7 +72,8 @@ def describe_dataset(uri: str, version: int | None = None) -> dict[str, Any]:
     ds = StoredDataset(uri, version)
     m = ds.manifest
     fs, root = resolve(uri)
-    size = sum(fs.size(f"{root}/{s['path']}") for s in m["shards"])
+    # a shard whose every file failed has no Parquet file (path None), only its sidecar
+    size = sum(fs.size(f"{root}/{s['path']}") for s in m["shards"] if s["path"])
     errors = ds.errors.to_pylist()
     by_cause: dict[str, dict[str, Any]] = {}
     for e in errors:
