@@ -9,6 +9,7 @@ marker existed are recognised by their manifest's name and domain, and given a m
 """
 from __future__ import annotations
 
+import fnmatch
 import json
 import os
 import posixpath
@@ -112,32 +113,43 @@ def _new_owner(uri: str, name: str, domain: str) -> dict:
     return owner
 
 
-def _local_root(uri: str) -> str | None:
-    """The folder a source or output names, resolved (symlinks followed); globs cut at the first
-    wildcard; None for remote URIs."""
-    fs, path = resolve(uri)
-    if not isinstance(fs, LocalFileSystem):
-        return None
-    if not os.path.exists(path):
-        for i, ch in enumerate(path):
-            if ch in "*?[":
-                path = path[:i].rsplit("/", 1)[0] or "/"
-                break
-    return os.path.realpath(path)
+def _glob_split(path: str) -> tuple[str, list[str]]:
+    """(the folder before the first wildcard, the pattern's components after it); a path that
+    exists is literal (pipelines/sources.py takes it so), so its pattern is empty."""
+    if os.path.exists(path) or not any(ch in path for ch in "*?["):
+        return path, []
+    parts = path.split("/")
+    first = next(i for i, part in enumerate(parts) if any(ch in part for ch in "*?["))
+    return "/".join(parts[:first]) or "/", parts[first:]
+
+
+def _glob_reaches(pattern: list[str], parts: list[str]) -> bool:
+    """Whether files inside the folder `parts` (relative to the glob's root) can match `pattern`."""
+    for i, part in enumerate(parts):
+        if i < len(pattern) and pattern[i] == "**":
+            return True
+        if i >= len(pattern) - 1 or not fnmatch.fnmatchcase(part, pattern[i]):
+            return False
+    return True
+
+
+def _inside(a: str, b: str) -> bool:
+    return a == b or a.startswith(b.rstrip("/") + "/")
 
 
 def check_not_nested(source: str, output: str) -> None:
-    """Refuse an output that is the source, inside it, or holds it."""
-    src, out = _local_root(source), _local_root(output)
-    if src is None or out is None:
-        fs_s, src = resolve(source)
-        fs_o, out = resolve(output)
-        if type(fs_s) is not type(fs_o):
-            return
-    inside = lambda a, b: a == b or a.startswith(b.rstrip("/") + "/")   # noqa: E731
-    if inside(out, src) or inside(src, out):
-        where = "is the source" if out == src else ("is inside the source" if inside(out, src)
-                                                    else "holds the source")
+    """Refuse an output that is the source, inside it (where the source's glob reaches), or
+    holds it. Symbolic links are resolved for local paths."""
+    fs_s, src = resolve(source)
+    fs_o, out = resolve(output)
+    if type(fs_s) is not type(fs_o):
+        return
+    src, pattern = _glob_split(src)
+    if isinstance(fs_s, LocalFileSystem):
+        src, out = os.path.realpath(src), os.path.realpath(out)
+    inside = _inside(out, src) and (not pattern or _glob_reaches(pattern, out[len(src):].strip("/").split("/")))
+    if inside or _inside(src, out):
+        where = "is the source" if out == src else ("is inside the source" if inside else "holds the source")
         raise OwnershipError(f"output {output} {where} {source}: gdl would read its own files as raw "
                              f"input and write among yours. Put the output outside the source folder, "
                              f"e.g. output: {posixpath.dirname(src.rstrip('/')) or '/'}/"
