@@ -238,3 +238,11 @@ def test_gdl_inspect_works_on_a_dataset_whose_shard_had_every_file_fail(tmp_path
     code, text = gdl("inspect", str(tmp_path / "ds"), "--json")
     info = json.loads(text)
     assert code == 0 and info["failed"] == 2 and info["bytes_on_disk"] > 0
+
+
+def test_coordinates_beyond_float32_are_refused_not_stored_as_inf(tmp_path):
+    """Found by the fuzz test: '1e308' is finite as read (float64) but inf once stored (float32)."""
+    (tmp_path / "far.off").write_text("OFF\n3 1 0\n0 0 0\n1e308 0 0\n0 1 0\n3 0 1 2\n")
+    read_error(tmp_path / "far.off", "mesh", "out-of-range", mentions=("1e+308", "float32"))
+    np.save(tmp_path / "map.npy", np.full(12, 1e300))
+    read_error(tmp_path / "map.npy", "sphere", "out-of-range", mentions=("pixel values",))

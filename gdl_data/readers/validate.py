@@ -186,7 +186,22 @@ def check_positions(pos, source: str, what: str) -> np.ndarray:
         raise ReadError(source, f"{int(bad.sum())} {what}(s) have NaN or infinite coordinates "
                                 f"(first: {what} {first}, {pos[first].tolist()})",
                         kind="non-finite-coordinates")
+    check_float32_range(pos, source, f"{what} coordinates")
     return pos
+
+
+FLOAT32_MAX = float(np.finfo(np.float32).max)
+
+
+def check_float32_range(values: np.ndarray, source: str, what: str) -> None:
+    """Finite values that would become infinite when stored as float32 (the storage type) are
+    refused, not silently stored as inf (a fuzzed '1e308' found this)."""
+    big = np.abs(values) > FLOAT32_MAX
+    if big.any():
+        first = np.flatnonzero(big.reshape(-1))[0]
+        raise ReadError(source, f"{int(big.sum())} {what} exceed ±{FLOAT32_MAX:.3g} (first: "
+                                f"{values.reshape(-1)[first]:.3g}), which float32 storage cannot hold",
+                        kind="out-of-range")
 
 
 def check_indices(index, num: int, source: str, row: str, target: str) -> np.ndarray:
