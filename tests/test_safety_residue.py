@@ -13,7 +13,7 @@ import trimesh
 from gdl_data import open_dataset
 from pipelines.execute import run_pipeline
 from safety_helpers import REPO, gdl, mesh_spec, write_meshes
-from storage import CorruptManifest, DatasetLock
+from storage import CorruptManifest, DatasetLock, DatasetLocked
 from storage.fs import TEMP_NAME, write_bytes_atomic
 from storage.fs import resolve
 
@@ -159,3 +159,23 @@ def test_write_bytes_atomic_still_replaces_whole_files(tmp_path):
     write_bytes_atomic(fs, f"{root}/a.json", b"1")
     write_bytes_atomic(fs, f"{root}/a.json", b"2")
     assert (tmp_path / "a.json").read_bytes() == b"2" and _temp_files(tmp_path) == []
+
+
+def test_the_takeover_race_step_by_step(tmp_path):
+    """The interleaving that gave two holders: B reads the dead holder's lock, A takes it over
+    and holds it, then B goes on to remove 'the stale lock'. B must re-read inside the guard
+    and leave A's lock alone."""
+    out = tmp_path / "ds"
+    out.mkdir()
+    (out / "_lock.json").write_text(json.dumps({"pid": _dead_pid(), "host": os.uname().nodename,
+                                                "token": "dead", "since": "then"}))
+    a, b = DatasetLock(str(out)), DatasetLock(str(out))
+    seen_by_b = b.current_holder()
+    assert b._is_stale(seen_by_b)            # B decided: stale
+    a.acquire()                              # meanwhile A took it over
+    assert a.recovered is not None
+    assert b._take_over_if_stale() is False  # B's removal is refused
+    assert json.loads((out / "_lock.json").read_text())["token"] == a.token
+    with pytest.raises(DatasetLocked, match=f"process {os.getpid()}"):
+        b.acquire()
+    a.release()
