@@ -143,17 +143,26 @@ def _special_files(folder):
     return sock
 
 
-def test_special_files_in_the_source_become_error_rows_and_the_run_goes_on(tmp_path, dask_client):
+def test_special_files_and_bombs_in_the_source_become_error_rows_and_the_run_goes_on(tmp_path, dask_client):
+    """The rows 'a worker dies, KilledWorker, no file named' and 'a dangling symlink aborts the
+    whole run': one real run over good meshes and every hostile file, twice (re-runs work)."""
     raw = write_meshes(tmp_path / "raw", 3)
     sock = _special_files(tmp_path / "raw")
+    _gzip_bomb(raw / "bomb.vtk.gz", inflated=256 << 20)   # 256 MiB: over the limit for its ~250 kB
+    _gltf(raw, "zero.gltf", "/dev/zero")
+    _gltf(raw, "hostname.gltf", "/etc/hostname")
     start = time.monotonic()
     try:
         manifest = run_pipeline(mesh_spec(raw, tmp_path / "ds"), dask_client, progress=False)
+        again = run_pipeline(mesh_spec(raw, tmp_path / "ds"), dask_client, progress=False)
     finally:
         sock.close()
-    assert time.monotonic() - start < 120
-    assert manifest["sample_count"] == 3 and manifest["error_count"] == 4
+    assert time.monotonic() - start < 240
+    assert manifest["sample_count"] == 3 and manifest["error_count"] == 7
+    assert again["sample_count"] == 3 and again["error_count"] == 7
     errors = _errors_by_file(str(tmp_path / "ds"))
+    assert errors["bomb.vtk.gz"]["error"] == "decompression-limit"
+    assert errors["zero.gltf"]["error"] == errors["hostname.gltf"]["error"] == "external-reference"
     assert errors["fifo.ply"]["error"] == "special-file" and "FIFO" in errors["fifo.ply"]["message"]
     assert errors["zero.ply"]["error"] == "special-file" and "/dev/zero" in errors["zero.ply"]["message"]
     assert errors["sock.ply"]["error"] == "special-file" and "socket" in errors["sock.ply"]["message"]
