@@ -22,7 +22,7 @@ from storage.manifest import MANIFEST, latest_intact_version
 
 MARKER = "_gdl_dataset.json"
 LOCK_NAME = "_lock.json"      # storage/lock.py's file: a writer's own, not the user's
-_WHAT_TO_DO = "choose a new or empty folder as output (or --output PATH)"
+_WHAT_TO_DO = "Choose a new or empty folder as output (or pass --output PATH)"
 
 
 class OwnershipError(RuntimeError):
@@ -38,7 +38,6 @@ def claim_output(uri: str, name: str, domain: str, source: str | None = None) ->
     """
     if source is not None:
         check_not_nested(source, uri)
-    fs, root = resolve(uri)
     owner = read_marker(uri)
     if owner is None:
         owner = _legacy_owner(uri) or _new_owner(uri, name, domain)
@@ -46,7 +45,7 @@ def claim_output(uri: str, name: str, domain: str, source: str | None = None) ->
         raise OwnershipError(
             f"{uri} holds the dataset '{owner.get('name')}' (domain {owner.get('domain')}), not "
             f"'{name}' ({domain}); gdl adds versions only to a dataset of the same name and domain. "
-            f"{_WHAT_TO_DO[0].upper() + _WHAT_TO_DO[1:]}, or rename the spec to '{owner.get('name')}'")
+            f"{_WHAT_TO_DO}, or rename the spec to '{owner.get('name')}'")
 
 
 def read_marker(uri: str) -> dict | None:
@@ -58,9 +57,9 @@ def read_marker(uri: str) -> dict | None:
     try:
         owner = json.loads(read_bytes(fs, path))
     except (json.JSONDecodeError, UnicodeDecodeError):
-        raise OwnershipError(f"{path} is not gdl's marker (not JSON); {_WHAT_TO_DO}") from None
+        raise OwnershipError(f"{path} is not gdl's marker (not JSON). {_WHAT_TO_DO}") from None
     if not isinstance(owner, dict):
-        raise OwnershipError(f"{path} is not gdl's marker; {_WHAT_TO_DO}")
+        raise OwnershipError(f"{path} is not gdl's marker. {_WHAT_TO_DO}")
     return owner
 
 
@@ -90,14 +89,14 @@ def _new_owner(uri: str, name: str, domain: str) -> dict:
     fs, root = resolve(uri)
     if fs.exists(root):
         if not fs.isdir(root):
-            raise OwnershipError(f"output {uri} is a file, not a folder; {_WHAT_TO_DO}")
+            raise OwnershipError(f"output {uri} is a file, not a folder. {_WHAT_TO_DO}")
         foreign = sorted(posixpath.basename(p.rstrip("/")) for p in fs.ls(root, detail=False))
         foreign = [n for n in foreign if n not in (LOCK_NAME, MARKER)]
         if foreign:
             shown = ", ".join(foreign[:3]) + (f" and {len(foreign) - 3} more" if len(foreign) > 3 else "")
             raise OwnershipError(f"output {uri} already holds files gdl did not write ({shown}); gdl "
                                  f"writes only into a new or empty folder or a dataset it created. "
-                                 f"{_WHAT_TO_DO[0].upper() + _WHAT_TO_DO[1:]}")
+                                 f"{_WHAT_TO_DO}")
     owner = {"name": name, "domain": domain, "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
     data = json.dumps(owner).encode()
     if isinstance(fs, LocalFileSystem):

@@ -15,7 +15,10 @@ triangles by the parsing library.
 
 Checked before a Mesh is returned (else a ReadError with this kind): the declared header
 counts against the file's length ("truncated"), at least one vertex ("empty"), finite
-coordinates ("non-finite-coordinates"), face indices in range ("index-out-of-range").
+coordinates ("non-finite-coordinates") that float32 can hold ("out-of-range"), face indices in
+range ("index-out-of-range"), some face of non-zero area ("zero-area"). External files (glTF
+buffers and images, PLY textures) are read only from the file's own folder or below it
+("external-reference"), and only when they are regular files.
 """
 from __future__ import annotations
 
@@ -168,7 +171,7 @@ class ConfinedResolver:
 
     def namespaced(self, namespace: str) -> "ConfinedResolver":
         child = ConfinedResolver(self.folder, self.source)
-        child.folder = os.path.dirname(confined_path(self.folder, os.path.join(namespace, "x"), self.source))
+        child.folder = confined_path(self.folder, namespace, self.source)   # a subfolder, still inside
         return child
 
     def keys(self):
