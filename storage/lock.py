@@ -84,7 +84,7 @@ class DatasetLock:
     def current_holder(self) -> dict | None:
         try:
             return json.loads(read_bytes(self.fs, self.path))
-        except (FileNotFoundError, json.JSONDecodeError):
+        except (FileNotFoundError, ValueError):   # gone, or not (yet) a whole JSON document
             return None
 
     def _is_stale(self, holder: dict) -> bool:
@@ -131,7 +131,11 @@ class DatasetLock:
         deadline = time.monotonic() + self.wait
         while True:
             if self._try_create():
-                recover_after_crash(self.uri)
+                try:
+                    recover_after_crash(self.uri)
+                except BaseException:
+                    self.release()
+                    raise
                 return self
             holder = self.current_holder()
             if (holder is None or self._is_stale(holder)) and self._take_over_if_stale():
