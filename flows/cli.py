@@ -246,11 +246,16 @@ def main(argv: list[str] | None = None) -> int:
         _flush_prefect_logs()
 
 
-def _dataset_locked() -> type:
+def _storage_errors() -> tuple[type, ...]:
     # Evaluated when an exception is caught: storage is imported only by commands that use it
-    # (a spec check must not pay ~1 s for pyarrow.dataset), and only they can raise its lock error.
-    storage = sys.modules.get("storage")
-    return storage.DatasetLocked if storage is not None else _NeverRaised
+    # (a spec check must not pay ~1 s for pyarrow.dataset), and only they can raise its errors:
+    # a dataset locked by another writer, an output folder gdl does not own, a corrupt manifest.
+    if "storage" not in sys.modules:
+        return (_NeverRaised,)
+    from storage import DatasetLocked
+    from storage.manifest import CorruptManifest
+    from storage.ownership import OwnershipError
+    return DatasetLocked, OwnershipError, CorruptManifest
 
 
 class _NeverRaised(Exception):
@@ -261,7 +266,7 @@ def _run(args) -> int:
     from gdl_data.errors import GdlError, problems_of
     try:
         return args.func(args)
-    except (GdlError, FileNotFoundError, _dataset_locked()) as exc:
+    except (GdlError, FileNotFoundError, *_storage_errors()) as exc:
         if args.debug:
             traceback.print_exc()
         return _report(args.command, problems_of(exc) if isinstance(exc, GdlError) else [str(exc)])

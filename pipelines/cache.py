@@ -23,6 +23,7 @@ and reused by the next run (resume), giving the same bytes as an uninterrupted r
 """
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 from concurrent.futures import ThreadPoolExecutor
@@ -38,6 +39,8 @@ import pyarrow.parquet as pq
 from gdl_data.ops import get_op
 from gdl_data.ops.registry import params_dict
 from gdl_data.readers import READERS_VERSION, record_splitter
+from gdl_data.readers.validate import TimeLimitExceeded, file_time_limit, not_a_regular_file, with_time_limit
+from pipelines.sources import file_state, hash_file
 from pipelines.spec import PipelineSpec
 from storage import load_manifest
 from storage.fs import join, resolve
@@ -139,27 +142,26 @@ class RunPlan:
 
 
 def stat_files(paths: Sequence[str]) -> list[FileState]:
-    def one(path: str) -> FileState:
-        fs, p = fsspec.core.url_to_fs(path)
-        info = fs.info(p)
-        mtime = info.get("mtime") or info.get("LastModified") or info.get("created") or 0
-        mtime_ns = int(mtime.timestamp() * 1e9) if hasattr(mtime, "timestamp") else int(float(mtime) * 1e9)
-        return FileState(path, int(info.get("size") or 0), mtime_ns)
+    # file_state never opens a file and copes with dangling links and FIFOs (pipelines/sources.py)
     with ThreadPoolExecutor(8) as pool:
-        return list(pool.map(one, paths))
+        return [FileState(p, *st) for p, st in zip(paths, pool.map(file_state, paths))]
 
 
 def file_items(state: FileState, domain: str) -> list[Item]:
-    """Hash a new or changed file; a multi-record file is also split into its records (one read)."""
+    """Hash a new or changed file; a multi-record file is also split into its records (one read,
+    within the per-file time limit). A file gdl will not read (FIFO, device, dangling link) or
+    cannot read in time is one whole-file item, which its reader then records as an error."""
+    whole = [Item(state.file, "", state.size, state.mtime_ns, stop=state.size)]
     split = record_splitter(state.file, domain)
-    with fsspec.open(state.file, "rb") as fh:
-        data = fh.read() if split else None
-        if data is None:
-            h = hashlib.sha256()
-            for block in iter(lambda: fh.read(1 << 20), b""):
-                h.update(block)
-            return [Item(state.file, h.hexdigest()[:32], state.size, state.mtime_ns, stop=state.size,
-                         key=h.hexdigest()[:32])]
+    if split is None or not_a_regular_file(state.file.removeprefix("file://")) and "://" not in state.file:
+        key = hash_file(state.file)
+        return [dataclasses.replace(whole[0], file_key=key, key=key)]
+    try:
+        data = with_time_limit(lambda: _read_all(state.file), file_time_limit(state.size),
+                               f"reading {state.file}")
+    except (TimeLimitExceeded, OSError):
+        key = hash_file(state.file)
+        return [dataclasses.replace(whole[0], file_key=key, key=key)]
     file_key = hashlib.sha256(data).hexdigest()[:32]
     base = (state.file, file_key, state.size, state.mtime_ns)
     try:
@@ -169,6 +171,11 @@ def file_items(state: FileState, domain: str) -> list[Item]:
     if not spans:
         return [Item(*base, stop=state.size, key=file_key)]
     return [Item(*base, i, s, e, hashlib.sha256(data[s:e]).hexdigest()[:32]) for i, (s, e) in enumerate(spans)]
+
+
+def _read_all(path: str) -> bytes:
+    with fsspec.open(path, "rb") as fh:
+        return fh.read()
 
 
 def items_table(items: Sequence[Item]) -> pa.Table:

@@ -34,6 +34,7 @@ from pipelines.sources import list_source_files
 from pipelines.spec import PipelineSpec
 from storage import DatasetLock, commit_version, prune_versions, read_shard_entry, shard_done
 from storage.fs import join, resolve, write_bytes_atomic
+from storage.ownership import claim_output
 
 Progress = Callable[[int, int], None]     # (items finished, of which failed)
 
@@ -49,6 +50,7 @@ class Job:
 
 def prepare(spec: PipelineSpec, retry_errors: bool = False) -> Job:
     """List the sources and plan the run against the dataset's current version."""
+    claim_output(spec.output, spec.name, spec.domain, source=spec.source)  # storage/ownership.py
     files, skipped = list_source_files(spec.source, spec.domain)
     base = os.path.dirname(spec.spec_path) if spec.spec_path else "."
     labels = build_label_rule(spec.labels, files, spec.source, base)

@@ -2,31 +2,42 @@
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import os
 import shutil
+import stat
 import tempfile
+import time
 from typing import Iterator
 
 import fsspec
+from fsspec.implementations.local import LocalFileSystem
 
+from gdl_data.errors import SpecError
 from gdl_data.readers import extension, is_sidecar, supported_extensions
+from gdl_data.readers.validate import TimeLimitExceeded, file_time_limit, not_a_regular_file, with_time_limit
 
 
 def list_source_files(source: str, domain: str) -> tuple[list[str], list[str]]:
     """(files a reader of `domain` takes, files skipped for their extension), both sorted.
 
     `source` is a folder (searched recursively), a glob, or a single file; local or fsspec URI.
+    A path that exists is taken literally, even when its name holds glob characters (a folder
+    named `glob[1]`); only a path that does not exist is matched as a glob (`*`, `?`, `[...]`).
     Hidden files are ignored; sidecar files (e.g. a graph's node table) are read with their
-    main file, not on their own.
+    main file, not on their own. FIFOs, devices, sockets and dangling links are listed like
+    files: reading refuses them, so each becomes a row of the errors table and the run goes on.
+    A source with no file of the domain is refused (SpecError): an empty or unmounted folder
+    must not publish an empty version.
     """
     fs, path = fsspec.core.url_to_fs(source)
     protocol = "" if "://" not in source else source.split("://", 1)[0] + "://"
-    if any(ch in path for ch in "*?["):
-        found = fs.glob(path)
-    elif fs.isdir(path):
+    if fs.isdir(path):
         found = fs.find(path)
-    elif fs.exists(path):
+    elif fs.exists(path) or os.path.islink(path) and not protocol:
         found = [path]
+    elif any(ch in path for ch in "*?["):
+        found = fs.glob(path)
     else:
         raise FileNotFoundError(f"source '{source}' does not exist")
     wanted = set(supported_extensions(domain))
@@ -36,7 +47,53 @@ def list_source_files(source: str, domain: str) -> tuple[list[str], list[str]]:
         if name.startswith(".") or is_sidecar(p, domain):
             continue
         (files if extension(p) in wanted else skipped).append(protocol + p if protocol else p)
+    if not files:
+        also = f"; {len(skipped)} files of other types were skipped, e.g. {skipped[0]}" if skipped else ""
+        raise SpecError(f"source '{source}' holds no {domain} files (gdl reads "
+                        f"{', '.join(supported_extensions(domain))}){also}. Nothing was written; "
+                        f"check the source path")
     return files, skipped
+
+
+def file_state(path: str) -> tuple[int, int]:
+    """(size, mtime_ns) of a source file without opening it. A dangling link or a special
+    file gets its link's own (lstat) values: reading it later gives the error row."""
+    fs, p = fsspec.core.url_to_fs(path)
+    if isinstance(fs, LocalFileSystem):
+        try:
+            info = os.stat(p)
+        except FileNotFoundError:
+            info = os.lstat(p)
+        regular = stat.S_ISREG(info.st_mode)
+        return (info.st_size if regular else 0), info.st_mtime_ns
+    info = fs.info(p)
+    mtime = info.get("mtime") or info.get("LastModified") or info.get("created") or 0
+    mtime_ns = int(mtime.timestamp() * 1e9) if hasattr(mtime, "timestamp") else int(float(mtime) * 1e9)
+    return int(info.get("size") or 0), mtime_ns
+
+
+def hash_file(path: str) -> str:
+    """The content key of a source file: SHA-256 of its bytes (32 hex digits), read within the
+    per-file time limit. A file gdl will not read (FIFO, device, dangling link) is not opened:
+    its key names what it is, so it is planned, refused by the reader and recorded as an error;
+    a file too slow to read gets a key that says so (and its read is refused the same way)."""
+    fs, p = fsspec.core.url_to_fs(path)
+    if isinstance(fs, LocalFileSystem):
+        problem = not_a_regular_file(p)
+        if problem:
+            return "unreadable-" + hashlib.sha256(problem.encode()).hexdigest()[:20]
+
+    def digest() -> str:
+        h = hashlib.sha256()
+        with fsspec.open(path, "rb") as fh:
+            for block in iter(lambda: fh.read(1 << 20), b""):
+                h.update(block)
+        return h.hexdigest()[:32]
+
+    try:
+        return with_time_limit(digest, file_time_limit(file_state(path)[0]), f"hashing {path}")
+    except TimeLimitExceeded:
+        return f"timeout-{time.time_ns()}"   # never equal to a previous key: read again next run
 
 
 @contextlib.contextmanager

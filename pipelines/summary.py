@@ -77,7 +77,8 @@ def describe_dataset(uri: str, version: int | None = None) -> dict[str, Any]:
     ds = StoredDataset(uri, version)
     m = ds.manifest
     fs, root = resolve(uri)
-    size = sum(fs.size(f"{root}/{s['path']}") for s in m["shards"])
+    # a shard whose every file failed has no Parquet file (path None), only its sidecar
+    size = sum(fs.size(f"{root}/{s['path']}") for s in m["shards"] if s["path"])
     return {
         "uri": uri, "name": m.get("name"), "domain": m.get("domain"), "version": m["version"],
         "versions": list_versions(uri), "created": m["created"], "samples": m["sample_count"],

@@ -14,6 +14,7 @@ a reader that loads manifest.json therefore sees one complete version, never a m
 from __future__ import annotations
 
 import json
+import warnings
 from typing import Any
 
 from storage.fs import join, read_bytes, resolve, write_bytes_atomic
@@ -26,16 +27,73 @@ def version_path(root: str, version: int) -> str:
     return join(root, "versions", f"{version:06d}.json")
 
 
+class CorruptManifest(ValueError):
+    """A manifest file is not a complete JSON document of this format."""
+
+
+def _read_manifest(fs, uri: str, path: str) -> dict[str, Any]:
+    try:
+        manifest = json.loads(read_bytes(fs, path))
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise CorruptManifest(f"{path} is not valid JSON ({exc}): the file is truncated or "
+                              f"overwritten") from None
+    if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
+        what = manifest.get("format") if isinstance(manifest, dict) else type(manifest).__name__
+        raise CorruptManifest(f"{uri}: unknown dataset format {what!r} in {path}; expected {FORMAT}")
+    return manifest
+
+
 def load_manifest(uri: str, version: int | None = None) -> dict[str, Any]:
+    """The current manifest (or `version`'s). A corrupt manifest.json (a disk that filled up
+    or a copy cut short) is recovered from the newest intact versions/N.json, which every
+    commit writes first, with a warning naming both files; `gdl preprocess` then rewrites it."""
     fs, root = resolve(uri)
     path = join(root, MANIFEST) if version is None else version_path(root, version)
     if not fs.exists(path):
         what = "no dataset" if version is None else f"no version {version}"
         raise FileNotFoundError(f"{uri}: {what} here (missing {path})")
-    manifest = json.loads(read_bytes(fs, path))
-    if manifest.get("format") != FORMAT:
-        raise ValueError(f"{uri}: unknown dataset format {manifest.get('format')!r}; expected {FORMAT}")
-    return manifest
+    try:
+        return _read_manifest(fs, uri, path)
+    except CorruptManifest as exc:
+        if version is not None:
+            raise
+        recovered = latest_intact_version(uri)
+        if recovered is None:
+            raise CorruptManifest(f"{exc}; no intact versions/*.json to recover from. Delete {path} "
+                                  f"and re-run gdl preprocess to rebuild the dataset") from None
+        warnings.warn(f"{exc}; reading version {recovered['version']} from "
+                      f"{version_path(root, recovered['version'])} instead (the next gdl preprocess "
+                      f"rewrites {path})", stacklevel=2)
+        return recovered
+
+
+def latest_intact_version(uri: str) -> dict[str, Any] | None:
+    """The newest versions/N.json that parses, or None."""
+    fs, root = resolve(uri)
+    for v in reversed(list_versions(uri)):
+        try:
+            return _read_manifest(fs, uri, version_path(root, v))
+        except CorruptManifest:
+            continue
+    return None
+
+
+def repair_manifest(uri: str) -> int | None:
+    """Rewrite a corrupt or missing manifest.json from the newest intact version (hold the
+    dataset's lock). Returns the version restored, or None when nothing needed repair."""
+    fs, root = resolve(uri)
+    path = join(root, MANIFEST)
+    if fs.exists(path):
+        try:
+            _read_manifest(fs, uri, path)
+            return None
+        except CorruptManifest:
+            pass
+    recovered = latest_intact_version(uri)
+    if recovered is None:
+        return None
+    write_bytes_atomic(fs, path, json.dumps(recovered, indent=2, sort_keys=False).encode())
+    return recovered["version"]
 
 
 def publish_manifest(uri: str, manifest: dict[str, Any]) -> None:

@@ -117,7 +117,8 @@ def test_errors_persist_and_are_retried_only_when_asked(tmp_path, raw, dask_clie
     assert third["error_count"] == 1 and third["run"]["shards_computed"] == 1
 
 
-def test_versions_are_kept_then_pruned(tmp_path, raw, dask_client):
+def test_versions_are_kept_then_pruned(tmp_path, raw, dask_client, monkeypatch):
+    monkeypatch.setenv("GDL_PRUNE_GRACE_SECONDS", "0")   # no grace period for readers (storage/retention.py)
     spec = _spec(tmp_path, raw, keep_versions=2)
     for k in (6, 5, 4):
         spec = _spec(tmp_path, raw, {**OPS, "eigenbasis": {"k": k}}, keep_versions=2)

@@ -117,7 +117,7 @@ def graph_distance_from(num_nodes: int, edge_index: np.ndarray,
     length = np.ones(len(src)) if edge_weight is None else np.asarray(edge_weight, np.float64)
     order = np.lexsort((length, dst, src))             # shortest of each (src, dst) first
     key = src[order] * num_nodes + dst[order]
-    first = np.r_[True, key[1:] != key[:-1]]
+    first = np.r_[True, key[1:] != key[:-1]][:len(key)]   # [:0] for an edgeless graph (one atom)
     order = order[first]
     graph = sp.csr_matrix((length[order], (src[order], dst[order])), shape=(num_nodes, num_nodes))
     return lambda i: dijkstra(graph, directed=True, indices=i)

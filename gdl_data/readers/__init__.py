@@ -13,7 +13,7 @@ from gdl_data.domains import Sample
 from gdl_data.errors import ReadError
 
 # Bump when any reader's output changes: cached datasets are then re-read and recomputed.
-READERS_VERSION = "1"
+READERS_VERSION = "2"   # 2: zero-area meshes, undeclared GraphML nodes, float32 range refused
 
 Reader = Callable[[str, str], Iterator[Sample | ReadError]]
 # Multi-record formats (SDF, multi-frame XYZ) are also split into records, the unit of work and of

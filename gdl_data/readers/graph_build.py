@@ -12,7 +12,7 @@ import numpy as np
 
 from gdl_data.domains import Graph
 from gdl_data.errors import ReadError
-from gdl_data.readers.validate import both_directions
+from gdl_data.readers.validate import both_directions, check_float32_range
 
 LABEL = "y"
 
@@ -40,6 +40,7 @@ def check_weights(weights, source: str, where: str) -> np.ndarray:
         if len(bad):
             raise ReadError(source, f"{where(int(bad[0]))} has weight {weights[bad[0]]}, which {what}; "
                                     f"weights must be positive ({len(bad)} such edges)", kind=kind)
+    check_float32_range(weights, source, "edge weights")
     return weights
 
 

@@ -19,7 +19,7 @@ WEIGHT = "weight"
 def read_networkx(path: str, source: str) -> Iterator[Graph | ReadError]:
     """Yield the Graph of a GraphML or GML file, or a ReadError."""
     data = read_raw(path, source)
-    graph = _parse(data, extension(path))
+    graph = _parse(data, extension(path), source)
     nodes = list(graph.nodes)   # networkx keeps the order in which the file declares them
     index = {node: i for i, node in enumerate(nodes)}
     node_default = graph.graph.get("node_default", {})   # GraphML <default> values
@@ -34,11 +34,30 @@ def read_networkx(path: str, source: str) -> Iterator[Graph | ReadError]:
                       _weights(graph, edges, source), directed=graph.is_directed(), x=x, y=y)
 
 
-def _parse(data: bytes, ext: str):
+def check_graphml_edges(data: bytes, source: str) -> None:
+    """Every <edge>'s source and target must be a declared <node>: networkx would invent the
+    node (with no attributes), silently changing the graph. GML's parser refuses this itself."""
+    from xml.etree import ElementTree
+
+    root = ElementTree.fromstring(data)
+    declared = {el.get("id") for el in root.iter() if el.tag.rsplit("}", 1)[-1] == "node"}
+    edges = (el for el in root.iter() if el.tag.rsplit("}", 1)[-1] == "edge")
+    for i, edge in enumerate(edges):
+        for end in ("source", "target"):
+            if edge.get(end) not in declared:
+                raise ReadError(source, f"edge {i} ({edge.get('source')} - {edge.get('target')}) has {end} "
+                                        f"'{edge.get(end)}', which no <node> declares; add "
+                                        f"<node id=\"{edge.get(end)}\"/> or remove the edge",
+                                kind="undeclared-node")
+
+
+def _parse(data: bytes, ext: str, source: str):
     import networkx as nx
 
     if ext == ".graphml":
-        return nx.read_graphml(io.BytesIO(data))
+        graph = nx.read_graphml(io.BytesIO(data))
+        check_graphml_edges(data, source)
+        return graph
     text = data.decode("utf-8")
     try:
         return nx.parse_gml(text, label="label")   # nodes named by their `label`, as networkx writes

@@ -15,7 +15,10 @@ triangles by the parsing library.
 
 Checked before a Mesh is returned (else a ReadError with this kind): the declared header
 counts against the file's length ("truncated"), at least one vertex ("empty"), finite
-coordinates ("non-finite-coordinates"), face indices in range ("index-out-of-range").
+coordinates ("non-finite-coordinates") that float32 can hold ("out-of-range"), face indices in
+range ("index-out-of-range"), some face of non-zero area ("zero-area"). External files (glTF
+buffers and images, PLY textures) are read only from the file's own folder or below it
+("external-reference"), and only when they are regular files.
 """
 from __future__ import annotations
 
@@ -32,7 +35,8 @@ from gdl_data.errors import ReadError
 from gdl_data.readers import extension, register_reader
 from gdl_data.readers.mesh_headers import truncation_problem
 from gdl_data.readers.mesh_vtk import load_vtk
-from gdl_data.readers.validate import check_indices, check_positions, never_raises, read_raw
+from gdl_data.readers.validate import (check_indices, check_positions, never_raises, read_raw,
+                                       read_regular_file)
 
 TRIMESH_EXTENSIONS = (".ply", ".obj", ".off", ".stl", ".glb", ".gltf")
 VTK_EXTENSIONS = (".vtk", ".vtk.gz", ".vtp", ".vtu")
@@ -54,7 +58,22 @@ def read_mesh(path: str, source: str) -> Iterator[Mesh | ReadError]:
         pos, faces = _load_trimesh(data, ext, path, source)
     pos = check_positions(pos, source, "vertex")
     faces = check_indices(np.asarray(faces).reshape(-1, 3), len(pos), source, "face", "vertices")
+    check_surface_area(pos, faces, source)
     yield Mesh(source=source, sample_id=content_id(sample_bytes), pos=pos, faces=faces)
+
+
+def check_surface_area(pos: np.ndarray, faces: np.ndarray, source: str) -> None:
+    """Refuse a mesh whose faces all have zero area (relative to its size): it has no surface,
+    so its mass, Laplacian and spectrum would be made up. Some degenerate faces are fine."""
+    if len(faces) == 0:
+        return
+    corners = pos[faces]
+    area = 0.5 * np.linalg.norm(np.cross(corners[:, 1] - corners[:, 0], corners[:, 2] - corners[:, 0]), axis=1).sum()
+    diagonal = float(np.linalg.norm(pos.max(axis=0) - pos.min(axis=0)))
+    if not area > 1e-12 * diagonal ** 2 or diagonal == 0:
+        raise ReadError(source, f"all {len(faces)} faces have zero area (every triangle is degenerate): "
+                                f"there is no surface to compute on. Fix the faces, or remove them to "
+                                f"store the vertices as a point cloud", kind="zero-area")
 
 
 def _load_trimesh(data: bytes, ext: str, path: str, source: str) -> tuple[np.ndarray, np.ndarray]:
@@ -64,7 +83,7 @@ def _load_trimesh(data: bytes, ext: str, path: str, source: str) -> tuple[np.nda
     if ext == ".obj":
         # keep the file's vertex order even where texture seams would make trimesh split vertices
         options.update(maintain_order=True, skip_materials=True, group_material=False)
-    resolver = trimesh.resolvers.FilePathResolver(path)   # finds a .gltf's external buffers
+    resolver = ConfinedResolver(path, source)   # a .gltf's buffers, an .obj's .mtl: beside the file only
     try:
         loaded = trimesh.load(io.BytesIO(data), file_type=ext[1:], resolver=resolver, **options)
     except IndexError as exc:   # trimesh's OBJ and OFF parsers index vertices with the face table
@@ -122,19 +141,57 @@ def merge_identical_vertices(pos: np.ndarray, faces: np.ndarray) -> tuple[np.nda
     return unique[order], new_index[inverse.reshape(-1)][np.asarray(faces, dtype=np.int64)]
 
 
+def confined_path(folder: str, uri: str, source: str) -> str:
+    """The file an external reference (a glTF buffer or image, an OBJ's .mtl) names, which must
+    lie in the referring file's own folder or below it, symbolic links resolved. An absolute
+    path, `..` out of the folder, or a link leading out is refused: a mesh file must not make
+    gdl read /etc/hostname or /dev/zero."""
+    root = os.path.realpath(folder)
+    target = os.path.realpath(os.path.join(root, urllib.parse.unquote(uri).strip()))
+    if os.path.isabs(urllib.parse.unquote(uri).strip()) or os.path.commonpath([root, target]) != root:
+        raise ReadError(source, f"it refers to '{uri}', outside its own folder; gdl reads only files "
+                                f"beside the mesh file (or below it): copy it there and refer to it by "
+                                f"a relative name", kind="external-reference")
+    return target
+
+
+class ConfinedResolver:
+    """trimesh's resolver interface, reading only regular files inside one folder."""
+
+    def __init__(self, path: str, source: str):
+        self.folder, self.source = os.path.dirname(os.path.abspath(path)), source
+
+    def get(self, name: str) -> bytes:
+        return read_regular_file(confined_path(self.folder, name, self.source), self.source)
+
+    __getitem__ = get
+
+    def __contains__(self, name: str) -> bool:
+        return False   # trimesh asks before optional files (textures): gdl needs none
+
+    def namespaced(self, namespace: str) -> "ConfinedResolver":
+        child = ConfinedResolver(self.folder, self.source)
+        child.folder = confined_path(self.folder, namespace, self.source)   # a subfolder, still inside
+        return child
+
+    def keys(self):
+        return iter(())
+
+
 def _gltf_with_buffers(data: bytes, path: str, source: str) -> bytes:
     """A .gltf's JSON followed by the external buffer files it names: together they are the sample."""
     document = json.loads(data)
     parts = [data]
+    resolver = ConfinedResolver(path, source)
     for buffer in document.get("buffers", []):
         uri = buffer.get("uri", "")
         if not uri or uri.startswith("data:"):
             continue
-        buffer_path = os.path.join(os.path.dirname(path), urllib.parse.unquote(uri))
         try:
-            with open(buffer_path, "rb") as fh:
-                parts.append(fh.read())
-        except OSError:
+            parts.append(resolver.get(uri))
+        except ReadError as err:
+            if err.kind != "unreadable":
+                raise
             raise ReadError(source, f"the buffer file '{uri}' it names is missing", kind="missing-file") from None
         if len(parts[-1]) < buffer.get("byteLength", 0):
             raise ReadError(source, f"the buffer file '{uri}' holds {len(parts[-1])} bytes, "

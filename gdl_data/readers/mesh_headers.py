@@ -7,6 +7,7 @@ promised and what is there. OBJ declares nothing, so a cut exactly at a line end
 """
 from __future__ import annotations
 
+import re
 import struct
 
 _PLY_SIZES = {"char": 1, "uchar": 1, "int8": 1, "uint8": 1, "short": 2, "ushort": 2, "int16": 2,
@@ -16,7 +17,8 @@ _PLY_SIZES = {"char": 1, "uchar": 1, "int8": 1, "uint8": 1, "short": 2, "ushort"
 
 def truncation_problem(ext: str, data: bytes) -> str | None:
     """A message when `data` (a whole file with extension `ext`) is shorter than it declares."""
-    check = {".ply": _ply, ".off": _off, ".stl": _stl, ".glb": _glb}.get(ext)
+    check = {".ply": _ply, ".off": _off, ".stl": _stl, ".glb": _glb, ".vtk": _vtk_legacy,
+             ".vtk.gz": _vtk_legacy, ".vtp": _vtk_xml, ".vtu": _vtk_xml}.get(ext)
     return check(data) if check else None
 
 
@@ -97,4 +99,40 @@ def _glb(data: bytes) -> str | None:
         (declared,) = struct.unpack("<I", data[8:12])
         if len(data) < declared:
             return f"the GLB header declares {declared} bytes but the file holds {len(data)}"
+    return None
+
+
+# Legacy VTK: "POINTS n type" holds 3n values, a cell section "POLYGONS n size" holds `size`
+# values. VTK allocates what the header declares before reading, so a 1 kB file declaring 10^10
+# points would ask for 120 GB: every value takes at least one byte of the file, so a count above
+# the file's length is refused before VTK sees it.
+_VTK_SECTIONS = {b"POINTS": lambda n, rest: 3 * n, b"POLYGONS": lambda n, rest: rest,
+                 b"TRIANGLE_STRIPS": lambda n, rest: rest, b"CELLS": lambda n, rest: rest,
+                 b"LINES": lambda n, rest: rest, b"VERTICES": lambda n, rest: rest,
+                 b"POINT_DATA": lambda n, rest: n, b"CELL_DATA": lambda n, rest: n}
+
+
+def _vtk_legacy(data: bytes) -> str | None:
+    if not data.startswith(b"# vtk DataFile"):
+        return None
+    for match in re.finditer(rb"^(POINTS|POLYGONS|TRIANGLE_STRIPS|CELLS|LINES|VERTICES|POINT_DATA|CELL_DATA)"
+                             rb"[ \t]+(\d+)(?:[ \t]+(\d+))?", data, re.MULTILINE):
+        name, count = match.group(1), int(match.group(2))
+        values = _VTK_SECTIONS[name](count, int(match.group(3) or 0))
+        if values > len(data):
+            return (f"the VTK header declares {name.decode()} {count} ({values} values) but the whole "
+                    f"file holds {len(data)} bytes")
+    return None
+
+
+# VTK XML (.vtp, .vtu): NumberOfPoints / NumberOfCells / NumberOf{Polys,Strips,Verts,Lines}. The
+# data may be zlib-compressed, so allow MAX_INFLATE_RATIO (validate.py) values per byte.
+def _vtk_xml(data: bytes) -> str | None:
+    from gdl_data.readers.validate import MAX_INFLATE_RATIO
+
+    limit = max(1 << 20, MAX_INFLATE_RATIO * len(data))
+    for match in re.finditer(rb'NumberOf(\w+)\s*=\s*"\s*(\d+)\s*"', data[:1 << 16]):
+        if int(match.group(2)) > limit:
+            return (f"the VTK XML header declares NumberOf{match.group(1).decode()}={int(match.group(2))}, "
+                    f"more than {MAX_INFLATE_RATIO} per byte of the {len(data)}-byte file")
     return None

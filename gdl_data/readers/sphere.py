@@ -24,7 +24,7 @@ import numpy as np
 from gdl_data.domains import SphereMap, content_id
 from gdl_data.errors import ReadError
 from gdl_data.readers import register_reader
-from gdl_data.readers.validate import never_raises, parse_failure, read_raw
+from gdl_data.readers.validate import check_float32_range, never_raises, parse_failure, read_raw
 
 UNSEEN = -1.6375e30   # healpy.UNSEEN, spelled out so that .npy maps are checked without healpy
 _FITS_BLOCK = 2880    # a FITS file is a whole number of these blocks
@@ -58,6 +58,7 @@ def sphere_map(values: np.ndarray, source: str, sample_id: str) -> SphereMap:
         if len(bad):
             raise ReadError(source, f"{len(bad)} of {len(values)} pixels {what} (first: pixel {bad[0]})",
                             kind=kind)
+    check_float32_range(values, source, "pixel values")
     pos = np.stack(healpy.pix2vec(nside, np.arange(len(values))), axis=1)
     return SphereMap(source=source, sample_id=sample_id, nside=nside, values=values, pos=pos)
 
