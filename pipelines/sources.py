@@ -30,6 +30,14 @@ def list_source_files(source: str, domain: str) -> tuple[list[str], list[str]]:
     A source with no file of the domain is refused (SpecError): an empty or unmounted folder
     must not publish an empty version.
     """
+    files, skipped = find_source_files(source, domain)
+    if not files:
+        raise SpecError(f"{empty_source(source, domain, skipped)}. Nothing was written; check the source path")
+    return files, skipped
+
+
+def find_source_files(source: str, domain: str) -> tuple[list[str], list[str]]:
+    """list_source_files without the refusal of an empty source."""
     fs, path = fsspec.core.url_to_fs(source)
     protocol = "" if "://" not in source else source.split("://", 1)[0] + "://"
     if fs.isdir(path):
@@ -47,11 +55,6 @@ def list_source_files(source: str, domain: str) -> tuple[list[str], list[str]]:
         if name.startswith(".") or is_sidecar(p, domain):
             continue
         (files if extension(p) in wanted else skipped).append(protocol + p if protocol else p)
-    if not files:
-        also = f"; {len(skipped)} files of other types were skipped, e.g. {skipped[0]}" if skipped else ""
-        raise SpecError(f"source '{source}' holds no {domain} files (gdl reads "
-                        f"{', '.join(supported_extensions(domain))}){also}. Nothing was written; "
-                        f"check the source path")
     return files, skipped
 
 
@@ -119,26 +122,27 @@ def local_copy(uri: str) -> Iterator[str]:
 
 
 def source_problems(source: str, domain: str, where: str) -> list[str]:
-    """Why `source` gives no `domain` samples, one line each; [] when it has files to read.
-
-    A folder with none of the domain's files but files of another domain is named as such, so
-    `domain: molecule` on a folder of meshes says `write domain: mesh`, not "0 samples".
-    """
-    from gdl_data.domains import DOMAINS
+    """Why `source` gives no `domain` samples, one line each; [] when it has files to read."""
     try:
-        files, skipped = list_source_files(source, domain)
+        files, skipped = find_source_files(source, domain)
     except FileNotFoundError:
         return [f"{where}: source '{source}' does not exist; write the folder, glob, file or URI "
                 f"of the raw {domain} files (a relative path is relative to the spec file)"]
-    if files:
-        return []
+    return [] if files else [f"{where}: {empty_source(source, domain, skipped)}"]
+
+
+def empty_source(source: str, domain: str, skipped: list[str]) -> str:
+    """What is wrong with a source holding no `domain` file. Files of another domain are named
+    as such, so `domain: molecule` on a folder of meshes says `write domain: mesh`."""
+    from gdl_data.domains import DOMAINS
     wanted = ", ".join(supported_extensions(domain))
     others = {d: [f for f in skipped if extension(f) in supported_extensions(d)] for d in DOMAINS if d != domain}
     found = {d: fs for d, fs in others.items() if fs}
     if found:
         best = max(found, key=lambda d: len(found[d]))
         kinds = "; ".join(f"{len(fs)} {d} files (e.g. {os.path.basename(fs[0])})" for d, fs in found.items())
-        return [f"{where}: source '{source}' holds no {domain} files ({wanted}) but {kinds}; "
-                f"write domain: {best}"]
-    return [f"{where}: source '{source}' holds no {domain} files ({wanted})"
-            + (f"; {len(skipped)} other files, e.g. {os.path.basename(skipped[0])}" if skipped else "; it is empty")]
+        return f"source '{source}' holds no {domain} files ({wanted}) but {kinds}; write domain: {best}"
+    return (f"source '{source}' holds no {domain} files ({wanted})"
+            + (f"; {len(skipped)} other files, e.g. {os.path.basename(skipped[0])}" if skipped else "; it is empty"))
+
+

@@ -118,7 +118,9 @@ def several_components(ds: StoredDataset, examples: int = 3) -> dict[str, Any] |
     if "evals" not in ds.columns:
         return None
     found, count = [], 0
-    for shard in range(len(ds.manifest["shards"])):
+    for shard, entry in enumerate(ds.manifest["shards"]):
+        if not entry["rows"]:       # every sample of the shard failed: no Parquet file
+            continue
         for row in ds.decode(ds.read_shard(shard, ["evals", "source"]), ["evals", "source"]):
             evals = row["evals"]
             scale = float(abs(evals).max()) if len(evals) else 0.0

@@ -110,8 +110,12 @@ def _through_the_pipeline(tmp_path, seeds, cases, dask_client):
         uri = str(tmp_path / f"ds-{domain}")
         manifest = run_pipeline(mesh_spec(folder, uri, name=f"fuzz-{domain}", domain=domain, ops=ops, shard_size=16),
                                 dask_client, progress=False)
-        per_file = {os.path.basename(f["file"]): f for s in manifest["shards"]
-                    for f in read_shard_files(uri, s["name"])}
+        per_file = {}       # an SDF or XYZ file has one index row per record: add them up
+        for s in manifest["shards"]:
+            for f in read_shard_files(uri, s["name"]):
+                row = per_file.setdefault(os.path.basename(f["file"]), {"samples": 0, "errors": []})
+                row["samples"] += f["samples"]
+                row["errors"] += f["errors"]
         for name, count in expected.items():
             if per_file.get(name, {}).get("samples") != count or per_file[name]["errors"]:
                 lost.append((domain, name, per_file.get(name)))
