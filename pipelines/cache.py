@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, Mapping, Sequence
@@ -37,7 +38,8 @@ import pyarrow.dataset as pads
 
 from gdl_data.ops import get_op
 from gdl_data.ops.registry import params_dict
-from gdl_data.readers import READERS_VERSION, record_splitter
+from gdl_data.readers import READERS_VERSION, companion_files, record_salt, record_splitter
+from pipelines.geometry import GEOMETRY_SALT, spec_shares
 from pipelines.spec import PipelineSpec
 from storage import load_manifest
 from storage.fs import join, resolve
@@ -57,7 +59,12 @@ def _hash(obj: Any) -> str:
 
 def recipe_keys(spec: PipelineSpec, labels: Mapping[str, Any] | None = None) -> dict[str, str]:
     """{"read": key, op name: key, ...}; an op's key chains on the keys of its dependencies."""
-    keys = {"read": _hash({"domain": spec.domain, "readers": READERS_VERSION, "labels": labels})}
+    read = {"domain": spec.domain, "readers": READERS_VERSION, "labels": labels}
+    if spec.domain == "sphere" and spec.share_geometry:    # every map shares: a new layout
+        read["geometry"] = GEOMETRY_SALT
+    elif not spec.share_geometry:
+        read["geometry"] = "per-sample"
+    keys = {"read": _hash(read)}
     names = [s.name for s in spec.ops]
     for step in spec.ops:
         op = get_op(step.name)
@@ -114,6 +121,7 @@ class ShardPlan:
     name: str
     items: tuple[Item, ...]
     reuse: tuple[Reuse | None, ...] = ()
+    share: bool = False     # samples that share their domain store its geometry once (pipelines/geometry.py)
 
 
 @dataclass
@@ -138,13 +146,25 @@ class RunPlan:
         return self.previous_version is not None and not self.todo and len(self.kept) == self.previous_shards
 
 
-def stat_files(paths: Sequence[str]) -> list[FileState]:
+def _stat(path: str) -> tuple[int, int]:
+    fs, p = fsspec.core.url_to_fs(path)
+    info = fs.info(p)
+    mtime = info.get("mtime") or info.get("LastModified") or info.get("created") or 0
+    mtime_ns = int(mtime.timestamp() * 1e9) if hasattr(mtime, "timestamp") else int(float(mtime) * 1e9)
+    return int(info.get("size") or 0), mtime_ns
+
+
+def stat_files(paths: Sequence[str], domain: str | None = None) -> list[FileState]:
+    """Size and mtime of each file. A file with companions (a signals table's domain file and
+    parameters, gdl_data/readers/signals.py) gets, as `mtime_ns`, a fingerprint of its own and
+    their sizes and mtimes, so that editing a companion re-reads the file."""
     def one(path: str) -> FileState:
-        fs, p = fsspec.core.url_to_fs(path)
-        info = fs.info(p)
-        mtime = info.get("mtime") or info.get("LastModified") or info.get("created") or 0
-        mtime_ns = int(mtime.timestamp() * 1e9) if hasattr(mtime, "timestamp") else int(float(mtime) * 1e9)
-        return FileState(path, int(info.get("size") or 0), mtime_ns)
+        size, mtime_ns = _stat(path)
+        others = companion_files(path, domain) if domain else []
+        if others:
+            stamp = json.dumps([mtime_ns] + [[os.path.basename(c), *_stat(c)] for c in others])
+            mtime_ns = int(hashlib.sha256(stamp.encode()).hexdigest()[:15], 16)
+        return FileState(path, size, mtime_ns)
     with ThreadPoolExecutor(8) as pool:
         return list(pool.map(one, paths))
 
@@ -152,15 +172,16 @@ def stat_files(paths: Sequence[str]) -> list[FileState]:
 def file_items(state: FileState, domain: str) -> list[Item]:
     """Hash a new or changed file; a multi-record file is also split into its records (one read)."""
     split = record_splitter(state.file, domain)
+    salt = record_salt(state.file, domain)      # b"" unless the file has companions
     with fsspec.open(state.file, "rb") as fh:
         data = fh.read() if split else None
         if data is None:
-            h = hashlib.sha256()
+            h = hashlib.sha256(salt)
             for block in iter(lambda: fh.read(1 << 20), b""):
                 h.update(block)
             return [Item(state.file, h.hexdigest()[:32], state.size, state.mtime_ns, stop=state.size,
                          key=h.hexdigest()[:32])]
-    file_key = hashlib.sha256(data).hexdigest()[:32]
+    file_key = hashlib.sha256(salt + data).hexdigest()[:32]
     base = (state.file, file_key, state.size, state.mtime_ns)
     try:
         spans = split(data)
@@ -168,7 +189,7 @@ def file_items(state: FileState, domain: str) -> list[Item]:
         spans = []
     if not spans:
         return [Item(*base, stop=state.size, key=file_key)]
-    return [Item(*base, i, s, e, hashlib.sha256(data[s:e]).hexdigest()[:32]) for i, (s, e) in enumerate(spans)]
+    return [Item(*base, i, s, e, hashlib.sha256(salt + data[s:e]).hexdigest()[:32]) for i, (s, e) in enumerate(spans)]
 
 
 def items_table(items: Sequence[Item]) -> pa.Table:
@@ -271,7 +292,7 @@ def plan_run(spec: PipelineSpec, files: Sequence[str] | Sequence[FileState], *, 
     manifest, prev = previous_items(spec.output)
     plan.previous_version = manifest["version"] if manifest else None
     plan.previous_shards = len(manifest["shards"]) if manifest else 0
-    stats = list(files) if files and isinstance(files[0], FileState) else stat_files(files)
+    stats = list(files) if files and isinstance(files[0], FileState) else stat_files(files, spec.domain)
     plan.file_count = len(stats)
     cur = current_items(stats, prev, spec.domain)
     placed = np.zeros(len(cur), bool)
@@ -323,4 +344,4 @@ def _shard_plan(spec: PipelineSpec, plan: RunPlan, items: list[Item],
     if retry & {it.key for it in items}:
         # A new name, so the retry is computed (not resumed) and older versions stay intact.
         inputs["retry_after_version"] = plan.previous_version
-    return ShardPlan(_hash(inputs), tuple(items), reuse)
+    return ShardPlan(_hash(inputs), tuple(items), reuse, share=spec.share_geometry and spec_shares(spec.ops))

@@ -14,6 +14,8 @@
     keep_versions: 5             # older versions (and shards only they use) are deleted
     row_group_size: 64           # samples per Parquet row group (fewer for samples over 1 MiB)
     labels: {from: folder}       # optional: labels from the sources (pipelines/labels.py)
+    share_geometry: true         # store a domain's geometry once for the samples on it (HEALPix
+                                 # maps, signals over one graph/mesh); false: a copy per sample
     schedule: {cron: "0 3 * * *"}  # optional, or {interval_seconds: 3600}: used by `gdl serve`
 
 Relative `source` / `output` paths are resolved against the spec file's folder.
@@ -33,7 +35,7 @@ from gdl_data.ops.registry import params_dict
 from pipelines.schedule import Schedule, parse_schedule
 
 SPEC_KEYS = ("name", "domain", "source", "output", "ops", "shard_size", "dask_address", "schedule",
-             "labels", "keep_versions", "row_group_size", "workers", "worker_memory")
+             "labels", "keep_versions", "row_group_size", "workers", "worker_memory", "share_geometry")
 # Items (whole files, or records of multi-record files) per shard when the spec does not say:
 # a shard is one task, so it should hold ~0.1-1 s of work, and there should be several per worker.
 SHARD_SIZE_BY_DOMAIN = {"molecule": 256, "graph": 16, "mesh": 4, "sphere": 2}
@@ -69,6 +71,7 @@ class PipelineSpec:
     worker_memory: str | None = None    # memory budget per worker, e.g. "4GB"; default: RAM / workers
     schedule: Schedule | None = None
     labels: Mapping[str, Any] | None = None
+    share_geometry: bool = True
     spec_path: str | None = field(default=None, compare=False)
 
     @property
@@ -122,6 +125,9 @@ def parse_spec(raw: Mapping[str, Any], *, base_dir: str = ".", where: str = "spe
     worker_memory = _memory(raw, where)
     keep_versions = _positive_int(raw, "keep_versions", 5, where, "versions kept")
     row_group_size = _positive_int(raw, "row_group_size", 64, where, "samples per Parquet row group")
+    share = raw.get("share_geometry", True)
+    if not isinstance(share, bool):
+        raise SpecError(f"{where}: share_geometry must be true or false, got {share!r}")
     address = raw.get("dask_address")
     if address is not None and not isinstance(address, str):
         raise SpecError(f"{where}: dask_address must be a string like tcp://127.0.0.1:8786")
@@ -131,6 +137,7 @@ def parse_spec(raw: Mapping[str, Any], *, base_dir: str = ".", where: str = "spe
         ops=tuple(steps), shard_size=shard_size, keep_versions=keep_versions, row_group_size=row_group_size,
         dask_address=address, workers=workers, worker_memory=worker_memory,
         schedule=parse_schedule(raw.get("schedule"), where), labels=raw.get("labels"),
+        share_geometry=share,
     )
 
 

@@ -9,7 +9,7 @@ The layout (chosen for read speed into training; see bench/RESULTS.md):
   decode (shared/FIELD-NOTES.md).
 * a 0-d numeric value (e.g. `nside`, `num_nodes`) is a plain int64/float64 column.
 * a 1-d string array (e.g. `node_ids`) is a `list<string>` column.
-* `sample_id`, `source`, `domain` are string columns.
+* `sample_id`, `source`, `domain`, `geometry_key` are string columns.
 """
 from __future__ import annotations
 
@@ -20,7 +20,7 @@ import numpy as np
 import pyarrow as pa
 
 SHAPE_SUFFIX = "__shape"
-META_KEYS = ("sample_id", "source", "domain")
+META_KEYS = ("sample_id", "source", "domain", "geometry_key")   # string columns
 
 
 @dataclass(frozen=True)

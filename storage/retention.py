@@ -1,4 +1,4 @@
-"""Keeping the last N versions and deleting the shards no kept version references."""
+"""Keeping the last N versions and deleting the shards (and shared geometry files) no kept version references."""
 from __future__ import annotations
 
 import json
@@ -26,9 +26,10 @@ def prune_versions(uri: str, keep: int) -> list[int]:
             referenced.add(f"shards/{s['name']}.files.parquet")
             if s["path"]:
                 referenced.add(s["path"])
+        referenced.update(g["path"] for g in m.get("geometry", {}).get("files", []))
     for v in dropped:
         fs.rm(version_path(root, v))
-    for folder in ("shards", "errors"):
+    for folder in ("shards", "errors", "geometry"):
         if not fs.exists(join(root, folder)):
             continue
         for path in fs.ls(join(root, folder), detail=False):
