@@ -17,7 +17,7 @@ import pyarrow.compute as pc
 import pyarrow.dataset as pads
 import pyarrow.parquet as pq
 
-from storage.arrays import SHAPE_SUFFIX, ColumnInfo, decode_column
+from storage.arrays import META_KEYS, SHAPE_SUFFIX, ColumnInfo, decode_column
 from fsspec.implementations.local import LocalFileSystem
 
 from storage.fs import join, resolve
@@ -251,7 +251,7 @@ def read_rows(uri: str, shard_path: str, start: int, count: int,
             ndim = table.schema.field(field.name + SHAPE_SUFFIX).type.list_size if enc == "tensor" else (
                 1 if enc == "strings" else 0)
             infos[field.name] = ColumnInfo(field.name, enc, meta[b"gdl.dtype"].decode(), ndim)
-        elif field.name in ("sample_id", "source", "domain"):
+        elif field.name in META_KEYS:
             infos[field.name] = ColumnInfo(field.name, "string", "str", 0)
     decoded = {name: decode_column(table, info) for name, info in infos.items()}
     return [{k: v[i] for k, v in decoded.items() if v[i] is not None} for i in range(table.num_rows)]

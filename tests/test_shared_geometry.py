@@ -75,13 +75,10 @@ def test_shared_and_per_sample_storage_give_identical_rows(maps, both):
 def test_duckdb_reads_the_documented_join(both):
     shared_uri, _, _, _ = both
     m = open_dataset(shared_uri).manifest
-    con = duckdb.connect()
     # the README's query, verbatim but for the folder
-    rows = con.execute(f"""
-        SELECT s.sample_id, g.nside, g.evals, g.evals__shape
-        FROM read_parquet('{shared_uri}/shards/*[0-9a-f].parquet') AS s
-        JOIN read_parquet('{shared_uri}/geometry/*.parquet') AS g USING (geometry_key)
-        ORDER BY s.source""").fetchall()
+    readme = open(os.path.join(os.path.dirname(__file__), "..", "README.md")).read()
+    query = next(block for block in readme.split("```sql")[1:] if "JOIN" in block).split("```")[0]
+    rows = duckdb.connect().execute(query.replace("storage/maps", str(shared_uri))).fetchall()
     assert len(rows) == 6 and {r[1] for r in rows} == {8}
     evals = np.frombuffer(rows[0][2], m["columns"]["evals"]["dtype"]).reshape(rows[0][3])
     assert np.array_equal(evals, open_dataset(shared_uri)[0]["evals"])
@@ -186,7 +183,9 @@ def test_traffic_windows_share_one_graph_and_an_edit_recomputes_only_its_windows
     second = run_pipeline(spec, dask_client, progress=False)
     assert second["run"]["samples_read"] == WINDOW + HORIZON
     assert second["run"]["op_samples_computed"] == {}
-    assert np.allclose(open_dataset(spec.output)[20]["x"][7], readings[20:26, 7])
+    after = open_dataset(spec.output)
+    assert np.allclose(after[20]["x"][7], readings[20:26, 7])
+    assert all("evecs" in r and "geometry_key" in r for r in after)     # copied rows keep their key
     # editing the domain (one edge less) recomputes its geometry and every window
     graph.remove_edge(*next(iter(graph.edges)))
     nx.write_graphml(graph, folder / "sensors.graphml")
