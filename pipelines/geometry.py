@@ -82,6 +82,8 @@ def obtain(uri: str | None, key: str, compute: Callable[[], Geometry]) -> tuple[
     """(the geometry of `key`, whether it was computed by this call): from this process's memo,
     else from disk (not read: only its key is needed), else computed now."""
     hit = _MEMO.get((uri, key))
+    if hit is not None and hit.row is None and hit.error is None and not geometry_exists(uri, key):
+        hit = None      # seen on disk by an earlier run of a long-lived worker, pruned since
     if hit is not None:
         _MEMO.move_to_end((uri, key))
         return hit, False

@@ -10,6 +10,7 @@ import duckdb
 import healpy as hp
 import networkx as nx
 import numpy as np
+import pyarrow.compute as pc
 import pytest
 import torch
 
@@ -70,6 +71,8 @@ def test_shared_and_per_sample_storage_give_identical_rows(maps, both):
     assert len(shared["geometry"]["files"]) == 1 and os.listdir(shared_uri / "geometry")
     assert "evecs" in shared["columns"] and shared["columns"]["evecs"]["stats"]["shape"] == [768, 8]
     assert list(a)[3]["sample_id"] == b[3]["sample_id"]       # iteration joins too
+    scanned = a.scan(["sample_id", "nside", "evals"], filter=pc.field("nside") == 8)
+    assert scanned.num_rows == 6 and scanned.column("evals").to_pylist()[0] == a[0]["evals"].tobytes()
 
 
 def test_duckdb_reads_the_documented_join(both):
