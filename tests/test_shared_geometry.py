@@ -223,3 +223,23 @@ def test_bad_signal_tables_are_one_line_errors_naming_the_file(tmp_path, dask_cl
         assert len(errors) == 4 and open_dataset(manifest_uri).manifest["sample_count"] == 33 - 4
     if case == "unknown":
         assert "s999" in errors[0]["message"]
+
+
+def test_maps_over_one_mesh_beside_ordinary_meshes(tmp_path, dask_client):
+    import trimesh
+    raw = tmp_path / "raw"
+    raw.mkdir()
+    mesh = trimesh.creation.icosphere(subdivisions=2)
+    mesh.export(raw / "cortex.ply")
+    trimesh.creation.box().export(raw / "other.ply")
+    maps = np.random.default_rng(0).normal(size=(5, len(mesh.vertices)))
+    np.save(raw / "cortex.signals.npy", maps)
+    spec = parse_spec({"name": "m", "domain": "mesh", "source": str(raw), "output": str(tmp_path / "ds"),
+                       "ops": {"eigenbasis": {"k": 6}, "frames": {}}})
+    manifest = run_pipeline(spec, dask_client, progress=False)
+    assert manifest["sample_count"] == 6 and len(manifest["geometry"]["files"]) == 1
+    rows = list(open_dataset(spec.output))
+    assert [r["source"].rsplit("/", 1)[1] for r in rows] == [f"cortex.signals.npy#{i}" for i in range(5)] + ["other.ply"]
+    for i in range(5):
+        assert np.allclose(rows[i]["x"][:, 0], maps[i]) and np.array_equal(rows[i]["faces"], mesh.faces)
+    assert "geometry_key" not in rows[5] and rows[5]["evecs"].shape == (8, 6)   # stored in its own row
