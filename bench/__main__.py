@@ -11,6 +11,7 @@ MODULES = [          # add a benchmark module here
     "bench.eigenbasis",
     "bench.loader",
     "bench.reference_models",
+    "bench.shared",
 ]
 
 

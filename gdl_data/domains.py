@@ -13,6 +13,11 @@ from typing import Any, ClassVar
 import numpy as np
 
 DOMAINS = ("mesh", "molecule", "graph", "sphere")
+# The columns that are a domain's *structure*: every op reads only these (and `domain`, `source`),
+# so samples with equal structure have equal op outputs and can share them (pipelines/geometry.py).
+# Everything else a reader gives (values, x, y, labels) is a signal on that structure.
+STRUCTURE = {"sphere": ("nside", "pos"), "graph": ("num_nodes", "edge_index", "edge_weight", "node_ids"),
+             "mesh": ("pos", "faces"), "molecule": ()}
 
 
 def content_id(data: bytes) -> str:
@@ -27,6 +32,10 @@ class Sample:
     source: str
     sample_id: str
     domain: ClassVar[str] = ""
+    # True when many samples are signals on one domain and should store its geometry once:
+    # every HEALPix map; graphs and meshes of the signals layout (gdl_data/readers/signals.py)
+    # set it on the instance. One file per structure gains nothing from sharing.
+    shares_domain: ClassVar[bool] = False
 
     def arrays(self) -> dict[str, Any]:
         raise NotImplementedError
@@ -89,6 +98,7 @@ class SphereMap(Sample):
     values: np.ndarray = None       # (n, c) float64, n = 12 nside²
     pos: np.ndarray = None          # (n, 3) float64
     domain: ClassVar[str] = "sphere"
+    shares_domain: ClassVar[bool] = True
 
     def arrays(self):
         return {"nside": np.int64(self.nside), "values": self.values, "pos": self.pos}

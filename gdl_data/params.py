@@ -119,6 +119,17 @@ class Choice(Constraint):
 
 
 @dataclass(frozen=True)
+class Boolean(Constraint):
+    """true or false."""
+
+    def ok(self, value):
+        return isinstance(value, bool)
+
+    def describe(self):
+        return "true or false"
+
+
+@dataclass(frozen=True)
 class Flag(Constraint):
     """Only `true`: a switch that is either given as true or left out."""
 

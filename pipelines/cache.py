@@ -26,6 +26,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import os
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, Mapping, Sequence
@@ -38,8 +39,9 @@ import pyarrow.parquet as pq
 
 from gdl_data.ops import get_op
 from gdl_data.ops.registry import params_dict
-from gdl_data.readers import READERS_VERSION, record_splitter
+from gdl_data.readers import READERS_VERSION, companion_files, record_salt, record_splitter
 from gdl_data.readers.validate import TimeLimitExceeded, file_time_limit, not_a_regular_file, with_time_limit
+from pipelines.geometry import GEOMETRY_SALT, spec_shares
 from pipelines.sources import file_state, hash_file
 from pipelines.spec import PipelineSpec
 from storage import load_manifest
@@ -60,7 +62,12 @@ def _hash(obj: Any) -> str:
 
 def recipe_keys(spec: PipelineSpec, labels: Mapping[str, Any] | None = None) -> dict[str, str]:
     """{"read": key, op name: key, ...}; an op's key chains on the keys of its dependencies."""
-    keys = {"read": _hash({"domain": spec.domain, "readers": READERS_VERSION, "labels": labels})}
+    read = {"domain": spec.domain, "readers": READERS_VERSION, "labels": labels}
+    if spec.domain == "sphere" and spec.share_geometry:    # every map shares: a new layout
+        read["geometry"] = GEOMETRY_SALT
+    elif not spec.share_geometry:
+        read["geometry"] = "per-sample"
+    keys = {"read": _hash(read)}
     names = [s.name for s in spec.ops]
     for step in spec.ops:
         op = get_op(step.name)
@@ -117,6 +124,7 @@ class ShardPlan:
     name: str
     items: tuple[Item, ...]
     reuse: tuple[Reuse | None, ...] = ()
+    share: bool = False     # samples that share their domain store its geometry once (pipelines/geometry.py)
 
 
 @dataclass
@@ -141,10 +149,20 @@ class RunPlan:
         return self.previous_version is not None and not self.todo and len(self.kept) == self.previous_shards
 
 
-def stat_files(paths: Sequence[str]) -> list[FileState]:
-    # file_state never opens a file and copes with dangling links and FIFOs (pipelines/sources.py)
+def stat_files(paths: Sequence[str], domain: str | None = None) -> list[FileState]:
+    """Size and mtime of each file (file_state never opens a file and copes with dangling links
+    and FIFOs: pipelines/sources.py). A file with companions (a signals table's domain file and
+    parameters, gdl_data/readers/signals.py) gets, as `mtime_ns`, a fingerprint of its own and
+    their sizes and mtimes, so that editing a companion re-reads the file."""
+    def one(path: str) -> FileState:
+        size, mtime_ns = file_state(path)
+        others = companion_files(path, domain) if domain else []
+        if others:
+            stamp = json.dumps([mtime_ns] + [[os.path.basename(c), *file_state(c)] for c in others])
+            mtime_ns = int(hashlib.sha256(stamp.encode()).hexdigest()[:15], 16)
+        return FileState(path, size, mtime_ns)
     with ThreadPoolExecutor(8) as pool:
-        return [FileState(p, *st) for p, st in zip(paths, pool.map(file_state, paths))]
+        return list(pool.map(one, paths))
 
 
 def file_items(state: FileState, domain: str) -> list[Item]:
@@ -153,8 +171,10 @@ def file_items(state: FileState, domain: str) -> list[Item]:
     cannot read in time is one whole-file item, which its reader then records as an error."""
     whole = [Item(state.file, "", state.size, state.mtime_ns, stop=state.size)]
     split = record_splitter(state.file, domain)
+    salt = record_salt(state.file, domain)      # b"" unless the file has companions
     if split is None or not_a_regular_file(state.file.removeprefix("file://")) and "://" not in state.file:
         key = hash_file(state.file)
+        key = hashlib.sha256(salt + key.encode()).hexdigest()[:32] if salt else key   # companions' too
         return [dataclasses.replace(whole[0], file_key=key, key=key)]
     try:
         data = with_time_limit(lambda: _read_all(state.file), file_time_limit(state.size),
@@ -162,7 +182,7 @@ def file_items(state: FileState, domain: str) -> list[Item]:
     except (TimeLimitExceeded, OSError):
         key = hash_file(state.file)
         return [dataclasses.replace(whole[0], file_key=key, key=key)]
-    file_key = hashlib.sha256(data).hexdigest()[:32]
+    file_key = hashlib.sha256(salt + data).hexdigest()[:32]
     base = (state.file, file_key, state.size, state.mtime_ns)
     try:
         spans = split(data)
@@ -170,7 +190,7 @@ def file_items(state: FileState, domain: str) -> list[Item]:
         spans = []
     if not spans:
         return [Item(*base, stop=state.size, key=file_key)]
-    return [Item(*base, i, s, e, hashlib.sha256(data[s:e]).hexdigest()[:32]) for i, (s, e) in enumerate(spans)]
+    return [Item(*base, i, s, e, hashlib.sha256(salt + data[s:e]).hexdigest()[:32]) for i, (s, e) in enumerate(spans)]
 
 
 def _read_all(path: str) -> bytes:
@@ -291,7 +311,7 @@ def plan_run(spec: PipelineSpec, files: Sequence[str] | Sequence[FileState], *, 
     manifest, prev = previous_items(spec.output)
     plan.previous_version = manifest["version"] if manifest else None
     plan.previous_shards = len(manifest["shards"]) if manifest else 0
-    stats = list(files) if files and isinstance(files[0], FileState) else stat_files(files)
+    stats = list(files) if files and isinstance(files[0], FileState) else stat_files(files, spec.domain)
     plan.file_count = len(stats)
     cur = current_items(stats, prev, spec.domain)
     placed = np.zeros(len(cur), bool)
@@ -343,4 +363,4 @@ def _shard_plan(spec: PipelineSpec, plan: RunPlan, items: list[Item],
     if retry & {it.key for it in items}:
         # A new name, so the retry is computed (not resumed) and older versions stay intact.
         inputs["retry_after_version"] = plan.previous_version
-    return ShardPlan(_hash(inputs), tuple(items), reuse)
+    return ShardPlan(_hash(inputs), tuple(items), reuse, share=spec.share_geometry and spec_shares(spec.ops))

@@ -19,11 +19,13 @@ import numpy as np
 from gdl_data.errors import GdlError
 from gdl_data.ops import get_op
 from gdl_data.readers import iter_samples, read_records
+from pipelines import geometry as shared
 from pipelines.cache import WHOLE_FILE, Item, Reuse, ShardPlan
 from pipelines.labels import LabelRule
 from pipelines.sources import local_copy
 from pipelines.spec import OpStep
 from storage import infer_infos, write_shard
+from storage.geometry import GEOMETRY_KEY, geometry_exists, write_geometry
 from storage.reader import read_rows
 
 
@@ -37,6 +39,8 @@ class ItemResult:
     seconds: dict[str, float] = field(default_factory=dict)
     computed: dict[str, int] = field(default_factory=dict)
     reused: dict[str, int] = field(default_factory=dict)
+    geometry: dict[str, dict[str, Any]] = field(default_factory=dict)   # shared rows computed here
+    counts: dict[str, int] = field(default_factory=dict)    # samples_read, geometry_computed/_reused
 
 
 @dataclass
@@ -48,6 +52,7 @@ class ShardResult:
     seconds: dict[str, float] = field(default_factory=dict)
     computed: dict[str, int] = field(default_factory=dict)
     reused: dict[str, int] = field(default_factory=dict)
+    counts: dict[str, int] = field(default_factory=dict)
     resumed: bool = False
 
     @property
@@ -149,9 +154,13 @@ def read_items(items: Sequence[Item], domain: str) -> Iterator[list]:
 
 def process_item(item: Item, domain: str, steps: Sequence[OpStep], reuse: Reuse | None = None,
                  labels: LabelRule | None = None, budget: int | None = None,
-                 samples: list | None = None) -> ItemResult:
+                 samples: list | None = None, *, share: bool = False, uri: str | None = None) -> ItemResult:
     """Read every sample of one item (unless `samples` were read already) and apply `steps`;
     never raises for bad input.
+
+    With `share`, a sample that shares its domain (pipelines/geometry.py) gets its op outputs
+    from the shared row of its structure, computed at most once per worker and not at all when
+    dataset `uri` already holds it.
 
     With `reuse`, the columns of the ops it names are copied from the old shard's rows (matched
     by sample id) and only the other ops run; with `reuse.whole`, the item is not read at all.
@@ -178,7 +187,11 @@ def process_item(item: Item, domain: str, steps: Sequence[OpStep], reuse: Reuse 
             raw = sample.record()
             if labels is not None:
                 raw.update(labels.columns_for(item.file, raw))
-            _apply_ops(result, raw, steps, old.get(sample.sample_id), reuse, budget)
+            result.counts["samples_read"] = result.counts.get("samples_read", 0) + 1
+            if share and sample.shares_domain:
+                _apply_shared(result, raw, steps, uri, budget)
+            else:
+                _apply_ops(result, raw, steps, old.get(sample.sample_id), reuse, budget)
     return _tagged(result)
 
 
@@ -198,10 +211,8 @@ def _apply_ops(result: ItemResult, raw: dict[str, Any], steps: Sequence[OpStep],
                 outputs[step.name] = {k: prior[k] for k in get_op(step.name).outputs if k in prior}
                 result.reused[step.name] = result.reused.get(step.name, 0) + 1
                 continue
-            sample = op_input(raw, outputs, step)
-            check_budget(step, sample, budget)
             t0 = time.perf_counter()
-            outputs[step.name] = storage_dtypes(get_op(step.name).run(sample, step.params))
+            outputs[step.name] = run_step(step, op_input(raw, outputs, step), budget)
             result.seconds[step.name] = result.seconds.get(step.name, 0.0) + time.perf_counter() - t0
             result.computed[step.name] = result.computed.get(step.name, 0) + 1
     except Exception as exc:  # noqa: BLE001 - any failure of one sample is that sample's error row
@@ -211,6 +222,34 @@ def _apply_ops(result: ItemResult, raw: dict[str, Any], steps: Sequence[OpStep],
     for out in outputs.values():
         record.update(out)
     result.records.append(record)
+
+
+def run_step(step: OpStep, sample: Mapping[str, Any], budget: int | None) -> dict[str, Any]:
+    """One op on one sample, within the worker's budget; outputs in storage dtypes."""
+    check_budget(step, sample, budget)
+    return storage_dtypes(get_op(step.name).run(sample, step.params))
+
+
+def _apply_shared(result: ItemResult, raw: dict[str, Any], steps: Sequence[OpStep], uri: str | None,
+                  budget: int | None) -> None:
+    key = shared.geometry_key(raw["domain"], steps, shared.structure_of(raw))
+    geometry, fresh = shared.obtain(uri, key, lambda: shared.compute_geometry(
+        key, raw, steps, lambda step, sample, _seconds: run_step(step, sample, budget)))
+    if fresh:
+        _add(result.seconds, geometry.seconds)
+        _add(result.computed, geometry.computed)
+    if geometry.error is not None:
+        stage, exc = geometry.error
+        result.errors.append(error_row(raw["source"], stage, shared.for_sample(exc, raw["source"]),
+                                       raw["sample_id"]))
+        return
+    for step in steps if not fresh else ():
+        result.reused[step.name] = result.reused.get(step.name, 0) + 1
+    counter = "geometry_computed" if fresh else "geometry_reused"
+    result.counts[counter] = result.counts.get(counter, 0) + 1
+    if geometry.row is not None:      # computed in this process: the shard writes it if absent
+        result.geometry[key] = geometry.row
+    result.records.append(shared.signal_record(raw, key))
 
 
 def _tagged(result: ItemResult) -> ItemResult:
@@ -246,7 +285,8 @@ def compute_shard(uri: str, shard: ShardPlan, domain: str, steps: Sequence[OpSte
     start = time.perf_counter()
     read = dict(zip(to_read, read_items(to_read, domain)))
     seconds = time.perf_counter() - start
-    results = [process_item(item, domain, steps, reuse, labels, budget, read.get(item, []))
+    results = [process_item(item, domain, steps, reuse, labels, budget, read.get(item, []),
+                            share=shard.share, uri=uri)
                for item, reuse in zip(shard.items, shard.reuse)]
     out = write_items(uri, shard.name, results, layout)
     out.seconds["read"] = seconds
@@ -260,16 +300,25 @@ def _add(into: dict[str, float], more: Mapping[str, float]) -> None:
 
 def write_items(uri: str, name: str, results: Sequence[ItemResult], layout: Mapping[str, Any]) -> ShardResult:
     """Gather the records of a shard's items into one Parquet shard with its item index, laid
-    out as `layout` says (PipelineSpec.layout: row_group_size, compression)."""
+    out as `layout` says (PipelineSpec.layout: row_group_size, compression); the shared rows its
+    records reference are written first (if absent), so a shard on disk never references a
+    missing one (a resumed run trusts finished shards)."""
     records = [r for res in results for r in res.records]
     index = [{**res.item.__dict__, "samples": len(res.records), "errors": res.errors} for res in results]
     start = time.perf_counter()
+    rows = {k: row for res in results for k, row in res.geometry.items()}
+    for key, row in rows.items():
+        if not geometry_exists(uri, key):
+            write_geometry(uri, key, row)
+    keys = {r[GEOMETRY_KEY] for r in records if r.get(GEOMETRY_KEY)}
     entry = write_shard(uri, records, infer_infos(records) if records else None, name=name, files=index,
-                        row_group_size=layout["row_group_size"], compression=layout["compression"])
+                        row_group_size=layout["row_group_size"], compression=layout["compression"],
+                        geometry=sorted(keys))
     out = ShardResult(entry, errors=[e for res in results for e in res.errors])
     for res in results:
         _add(out.seconds, res.seconds)
         _add(out.computed, res.computed)
         _add(out.reused, res.reused)
+        _add(out.counts, res.counts)
     out.seconds["write"] = time.perf_counter() - start
     return out

@@ -74,7 +74,7 @@ def _isolated_retry(client: Client, job: Job, shard: ShardPlan) -> ShardResult:
     items = []
     for i, (item, reuse) in enumerate(zip(shard.items, shard.reuse)):
         fut = client.submit(process_item, item, spec.domain, spec.ops, reuse, job.labels, pure=False,
-                            key=f"item-{shard.name}-{i}")
+                            key=f"item-{shard.name}-{i}", share=shard.share, uri=spec.output)
         wait_for(fut)
         if fut.status == "error":
             if not is_worker_death(fut.exception()):
@@ -146,6 +146,7 @@ def run_stats(job: Job, results: Sequence[ShardResult], seconds_total: float) ->
             "shards_computed": sum(not r.resumed for r in results),
             "samples_reused_whole": sum(e["rows"] for e in plan.kept),
             "op_samples_computed": _sum(results, "computed"), "op_samples_reused": _sum(results, "reused"),
+            **{k: int(v) for k, v in _sum(results, "counts").items()},   # samples_read, geometry_*
             "seconds_by_stage": {k: round(v, 4) for k, v in _sum(results, "seconds").items()},
             "wall_seconds": round(seconds_total, 3)}
 

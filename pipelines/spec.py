@@ -15,6 +15,8 @@
     row_group_size: 64           # samples per Parquet row group (fewer for samples over 1 MiB)
     compression: lz4             # shard codec: none | snappy | lz4 | zstd | zstd-LEVEL (bench/codec.py)
     labels: {from: folder}       # optional: labels from the sources (pipelines/labels.py)
+    share_geometry: true         # store a domain's geometry once for the samples on it (HEALPix
+                                 # maps, signals over one graph/mesh); false: a copy per sample
     schedule: {cron: "0 3 * * *"}  # optional, or {interval_seconds: 3600}: used by `gdl serve`
 
 Relative `source` / `output` paths are resolved against the spec file's folder.
@@ -31,7 +33,7 @@ from gdl_data.domains import DOMAINS
 from gdl_data.errors import SpecError, SpecProblems, did_you_mean, problems_of
 from gdl_data.ops import get_op
 from gdl_data.ops.registry import params_dict
-from gdl_data.params import REQUIRED, Choice, Constraint, Integer, Nested, Param, Text, problems_in
+from gdl_data.params import REQUIRED, Choice, Boolean, Constraint, Integer, Nested, Param, Text, problems_in
 from pipelines.schedule import Schedule, parse_schedule
 from storage.writer import CODECS, COMPRESSION, parquet_codec
 
@@ -88,6 +90,8 @@ SPEC_PARAMS = {
                            "4GB"),
     "row_group_size": Param(64, (Integer(1),), "samples per Parquet row group (fewer for samples over 1 MiB)"),
     "keep_versions": Param(5, (Integer(1),), "versions kept; older ones and shards only they use are deleted"),
+    "share_geometry": Param(True, (Boolean(),), "store what depends only on the domain's structure once (HEALPix "
+                            "maps of one nside, signals over one graph or mesh) and reference it from each sample"),
     "compression": Param(COMPRESSION, (Codec(),), "shard codec, on the array columns it shrinks by a fifth "
                          "(bench/codec.py); a change rewrites shards from copied columns, computing nothing"),
     "dask_address": Param(None, (Text(),), "an existing Dask scheduler; default: a temporary LocalCluster",
@@ -132,6 +136,7 @@ class PipelineSpec:
     worker_memory: str | None = None    # memory budget per worker, e.g. "4GB"; default: RAM / workers
     schedule: Schedule | None = None
     labels: Mapping[str, Any] | None = None
+    share_geometry: bool = True
     spec_path: str | None = field(default=None, compare=False)
 
     @property
@@ -182,7 +187,7 @@ def parse_spec(raw: Mapping[str, Any], *, base_dir: str = ".", where: str = "spe
         source=resolve_path(raw["source"], base_dir), output=resolve_path(raw["output"], base_dir),
         ops=steps, schedule=schedule, labels=raw.get("labels"), dask_address=raw.get("dask_address"),
         **{key: raw.get(key, SPEC_PARAMS[key].default) for key in ("shard_size", "keep_versions", "row_group_size", "compression", "workers",
-                                                               "worker_memory")},
+                                                               "worker_memory", "share_geometry")},
     )
 
 

@@ -13,7 +13,7 @@ The layout (chosen for read speed into training; see bench/RESULTS.md):
   every reader here widens them back, so rows keep the contract's int64.
 * a 0-d numeric value (e.g. `nside`, `num_nodes`) is a plain int64/float64 column.
 * a 1-d string array (e.g. `node_ids`) is a `list<string>` column.
-* `sample_id`, `source`, `domain` are string columns.
+* `sample_id`, `source`, `domain`, `geometry_key` are string columns.
 """
 from __future__ import annotations
 
@@ -27,7 +27,7 @@ SHAPE_SUFFIX = "__shape"
 STORED_DTYPE = b"gdl.stored_dtype"
 # Narrower integer dtypes tried in order when narrowing int64 columns; see narrow_dtype.
 NARROW_INTS = (np.dtype("<i4"),)
-META_KEYS = ("sample_id", "source", "domain")
+META_KEYS = ("sample_id", "source", "domain", "geometry_key")   # string columns
 
 
 @dataclass(frozen=True)

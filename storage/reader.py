@@ -7,18 +7,23 @@ about 7,000 samples/s for 1 MB meshes (bench/RESULTS.md, "Loader").
 from __future__ import annotations
 
 import bisect
+from collections import OrderedDict
 from functools import cached_property
 from typing import Any, Sequence
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from storage.arrays import SHAPE_SUFFIX, ColumnInfo, decode_column
+from storage.arrays import META_KEYS, SHAPE_SUFFIX, ColumnInfo, decode_column
 from fsspec.implementations.local import LocalFileSystem
 
 from storage.fs import join, resolve
+from storage.geometry import GEOMETRY_KEY
 from storage.manifest import load_manifest
+
+GEOMETRY_CACHE_BYTES = 1 << 30    # decoded shared rows kept per process (at least the last one)
 
 
 class StoredDataset:
@@ -33,11 +38,17 @@ class StoredDataset:
         self._starts = np.cumsum([0] + [s["rows"] for s in self.manifest["shards"]]).tolist()
         self._cache: tuple[tuple[int, int], pa.Table] | None = None   # last (shard, row group) read
         self._footers: dict[int, pq.FileMetaData] = {}
+        # Shared rows (storage/geometry.py): joined to sample rows by `geometry_key`; decoded once
+        # per process and kept in an LRU, so 1,000 maps on one grid decode the grid once.
+        geometry = self.manifest.get("geometry") or {}
+        self.geometry_columns = frozenset(geometry.get("columns", ()))
+        self._geometry_paths = {g["key"]: g["path"] for g in geometry.get("files", ())}
+        self._geometry_rows: OrderedDict[str, tuple[dict[str, Any], int]] = OrderedDict()
 
     def __getstate__(self) -> dict[str, Any]:
         # Sent to DataLoader workers: the manifest travels, decoded tables and footers do not.
         state = dict(self.__dict__)
-        state.update(_cache=None, _footers={})
+        state.update(_cache=None, _footers={}, _geometry_rows=OrderedDict())
         state.pop("errors", None)
         state.pop("index", None)
         return state
@@ -66,6 +77,35 @@ class StoredDataset:
                 out.append(c + SHAPE_SUFFIX)
         return out
 
+    def row_columns(self, shard: int, columns: Sequence[str] | None) -> list[str] | None:
+        """Physical columns to read from a shard for logical `columns` (None: all): those the
+        shard holds, plus `geometry_key` when a shared column is asked for."""
+        if columns is None:
+            return None
+        if self.geometry_columns.intersection(columns):
+            columns = [*columns, GEOMETRY_KEY]
+        held = set(self.footer(shard).schema.to_arrow_schema().names)
+        return [c for c in self.parquet_columns(list(dict.fromkeys(columns))) if c in held]
+
+    def geometry_row(self, key: str) -> dict[str, Any]:
+        """The decoded shared row `key` (read-only arrays, one object per process)."""
+        hit = self._geometry_rows.get(key)
+        if hit is not None:
+            self._geometry_rows.move_to_end(key)
+            return hit[0]
+        path = join(self.root, self._geometry_paths[key])
+        if isinstance(self.fs, LocalFileSystem):
+            table = pq.read_table(path, memory_map=True)
+        else:
+            with self.fs.open(path, "rb") as fh:
+                table = pq.read_table(fh)
+        row = self.decode(table.drop_columns([GEOMETRY_KEY]), sorted(self.geometry_columns))[0]
+        self._geometry_rows[key] = (row, sum(getattr(v, "nbytes", 0) for v in row.values()))
+        total = sum(n for _, n in self._geometry_rows.values())
+        while total > GEOMETRY_CACHE_BYTES and len(self._geometry_rows) > 1:
+            total -= self._geometry_rows.popitem(last=False)[1][1]
+        return row
+
     def _parquet_file(self, shard: int) -> pq.ParquetFile:
         path = self.shard_path(shard)
         footer = self._footers.get(shard)
@@ -91,23 +131,31 @@ class StoredDataset:
         """One row group of a shard (logical column names; None: all), undecoded."""
         pf = self._parquet_file(shard)
         try:
-            return pf.read_row_group(group, columns=self.parquet_columns(columns), use_threads=False)
+            return pf.read_row_group(group, columns=self.row_columns(shard, columns), use_threads=False)
         finally:
             pf.close()
 
     def read_shard(self, shard: int, columns: Sequence[str] | None = None) -> pa.Table:
+        physical = self.row_columns(shard, columns)
         if isinstance(self.fs, LocalFileSystem):
-            return pq.read_table(self.shard_path(shard), columns=self.parquet_columns(columns),
-                                 memory_map=True)
+            return pq.read_table(self.shard_path(shard), columns=physical, memory_map=True)
         with self.fs.open(self.shard_path(shard), "rb") as fh:
-            return pq.read_table(fh, columns=self.parquet_columns(columns))
+            return pq.read_table(fh, columns=physical)
 
     def decode(self, table: pa.Table, columns: Sequence[str] | None = None) -> list[dict[str, Any]]:
-        """Rows of a shard table as dicts of numpy arrays (nulls, i.e. absent columns, omitted)."""
+        """Rows of a shard table as dicts of numpy arrays (nulls, i.e. absent columns, omitted),
+        with the shared columns of each row's `geometry_key` joined in."""
         names = [c for c in (columns or self.columns) if c in table.column_names]
         decoded = {c: decode_column(table, self.columns[c]) for c in names}
-        return [{c: decoded[c][i] for c in names if decoded[c][i] is not None}
+        rows = [{c: decoded[c][i] for c in names if decoded[c][i] is not None}
                 for i in range(table.num_rows)]
+        shared = [c for c in (columns or self.columns) if c in self.geometry_columns]
+        if shared and GEOMETRY_KEY in table.column_names:
+            for row, key in zip(rows, table.column(GEOMETRY_KEY).to_pylist()):
+                if key is not None:
+                    geometry = self.geometry_row(key)
+                    row.update({c: geometry[c] for c in shared if c in geometry})
+        return rows
 
     def __getitem__(self, i: int) -> dict[str, Any]:
         n = len(self)
@@ -138,7 +186,37 @@ class StoredDataset:
             return pa.table({})
         import pyarrow.dataset as pads   # here, not at the top: it imports pandas (0.2-0.6 s)
         dataset = pads.dataset(paths, format="parquet", filesystem=self.fs)
-        return dataset.to_table(columns=self.parquet_columns(columns), filter=filter)
+        if not self.geometry_columns:
+            return dataset.to_table(columns=self.parquet_columns(columns), filter=filter)
+        # Shared columns are joined in (one copy per row: scan is for analysis, not training);
+        # a filter on a shared column is applied after the join, others are pushed down.
+        wanted = list(columns or self.columns)
+        own = self.parquet_columns([c for c in wanted if c not in self.geometry_columns] + [GEOMETRY_KEY])
+        own = [c for c in own if c in dataset.schema.names]
+        try:
+            return self._join(dataset.to_table(columns=own, filter=filter), wanted)
+        except (pa.ArrowInvalid, KeyError):
+            if filter is None:
+                raise
+            return self._join(dataset.to_table(columns=own), wanted).filter(filter)
+
+    def _join(self, table: pa.Table, wanted: Sequence[str]) -> pa.Table:
+        """`table` with the shared columns in `wanted` taken from the geometry files by key."""
+        shared = [c for c in self.parquet_columns([c for c in wanted if c in self.geometry_columns])]
+        if not shared:
+            return table
+        import pyarrow.dataset as pads   # here, not at the top: it imports pandas (0.2-0.6 s)
+        fs_paths = [join(self.root, p) for p in self._geometry_paths.values()]
+        geometry = pads.dataset(fs_paths, format="parquet", filesystem=self.fs).to_table(
+            columns=[GEOMETRY_KEY, *shared])
+        index = pc.index_in(table.column(GEOMETRY_KEY), value_set=geometry.column(GEOMETRY_KEY))
+        for name in shared:
+            column = geometry.column(name).take(index)
+            if name in table.column_names:   # rows without a key keep their own values
+                column = pc.coalesce(table.column(name), column)
+                table = table.drop_columns([name])
+            table = table.append_column(geometry.schema.field(name), column)
+        return table.select([c for c in self.parquet_columns(wanted) if c in table.column_names])
 
     @cached_property
     def errors(self) -> pa.Table:
@@ -174,7 +252,7 @@ def read_rows(uri: str, shard_path: str, start: int, count: int,
             ndim = table.schema.field(field.name + SHAPE_SUFFIX).type.list_size if enc == "tensor" else (
                 1 if enc == "strings" else 0)
             infos[field.name] = ColumnInfo(field.name, enc, meta[b"gdl.dtype"].decode(), ndim)
-        elif field.name in ("sample_id", "source", "domain"):
+        elif field.name in META_KEYS:
             infos[field.name] = ColumnInfo(field.name, "string", "str", 0)
     decoded = {name: decode_column(table, info) for name, info in infos.items()}
     return [{k: v[i] for k, v in decoded.items() if v[i] is not None} for i in range(table.num_rows)]

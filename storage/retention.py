@@ -3,7 +3,8 @@
 What may be deleted: only files the dataset's own history names. That is the shard, sidecar
 and errors files listed by a dropped version's manifest, plus the files an interrupted run
 left, recognised by the names gdl gives (`shards/<hex hash>.parquet`,
-`shards/<hex hash>.files.parquet`, `errors/<6 digits>.parquet`). Any other file in the
+`shards/<hex hash>.files.parquet`, `errors/<6 digits>.parquet`, `geometry/<hex hash>.parquet`:
+the rows shared by the samples on one domain, storage/geometry.py). Any other file in the
 folder (a user's notes, a copy, a file of another tool) is never touched.
 
 Readers are not broken by pruning: a reader holds the manifest of the version it opened and
@@ -28,7 +29,8 @@ GRACE_ENV = "GDL_PRUNE_GRACE_SECONDS"
 DEFAULT_GRACE_SECONDS = 3600.0
 # Names only gdl gives (storage/writer.py): content or input hashes, version numbers.
 _GDL_NAMES = {"shards": re.compile(r"^[0-9a-f]{16,64}(\.files)?\.parquet$"),
-              "errors": re.compile(r"^([0-9]{6}|[0-9a-f]{16,64})\.parquet$")}
+              "errors": re.compile(r"^([0-9]{6}|[0-9a-f]{16,64})\.parquet$"),
+              "geometry": re.compile(r"^[0-9a-f]{16,64}\.parquet$")}
 
 
 def grace_seconds() -> float:
@@ -43,6 +45,7 @@ def version_files(manifest: dict) -> set[str]:
         files.add(f"shards/{s['name']}.files.parquet")
         if s["path"]:
             files.add(s["path"])
+    files.update(g["path"] for g in manifest.get("geometry", {}).get("files", []))
     return files
 
 

@@ -27,6 +27,7 @@ import pyarrow.parquet as pq
 
 from storage.arrays import STORED_DTYPE, ColumnInfo, infer_infos, rows_to_table
 from storage.fs import join, resolve, write_bytes_atomic
+from storage.geometry import geometry_manifest
 from storage.manifest import FORMAT, list_versions, publish_manifest
 from storage.stats import column_stats, merge_stats
 
@@ -138,7 +139,8 @@ def shard_done(uri: str, name: str) -> bool:
 def write_shard(uri: str, rows: Sequence[Mapping[str, Any]], infos: Mapping[str, ColumnInfo] | None = None,
                 row_group_size: int | None = None, *, name: str | None = None,
                 files: Sequence[Mapping[str, Any]] | None = None, compression: str = COMPRESSION,
-                narrow: bool = NARROW, compress_below: float = COMPRESS_BELOW) -> dict[str, Any]:
+                narrow: bool = NARROW, compress_below: float = COMPRESS_BELOW,
+                geometry: Sequence[str] = ()) -> dict[str, Any]:
     """Write one shard: its samples (`rows`, in file order) and its per-file sidecar.
 
     `name`: the pipeline passes the hash of the shard's inputs; by default the hash of its
@@ -157,7 +159,7 @@ def write_shard(uri: str, rows: Sequence[Mapping[str, Any]], infos: Mapping[str,
     entry: dict[str, Any] = {"name": name, "path": None, "rows": len(rows), "bytes": 0,
                              "files": len(files), "first_file": files[0]["file"] if files else None,
                              "first_record": files[0].get("record", -1) if files else -1,
-                             "columns": {}, "stats": {},
+                             "columns": {}, "stats": {}, "geometry": sorted(set(geometry)),
                              "errors": [e for f in files for e in (f.get("errors") or [])]}
     if rows:
         infos = dict(infos) if infos is not None else infer_infos(rows)
@@ -209,10 +211,13 @@ def commit_version(uri: str, shards: Sequence[Mapping[str, Any]], errors: Sequen
                    extra: Mapping[str, Any] | None = None) -> dict[str, Any]:
     """Publish a new version made of finished shards (manifest entries) and its errors.
 
-    Writes one errors table and one manifest; shards are referenced, never rewritten.
+    Writes one errors table and one manifest; shards are referenced, never rewritten. The shared
+    rows the shards reference (their entries' `geometry` keys) are listed under `geometry`, and
+    their columns join the version's columns.
     """
-    columns: dict[str, dict[str, Any]] = {}
-    stats: dict[str, Any] = {}
+    geometry, shared = geometry_manifest(uri, (k for s in shards for k in s.get("geometry") or ()))
+    columns = {name: {k: v for k, v in info.items() if k != "stats"} for name, info in shared.items()}
+    stats: dict[str, Any] = {name: info["stats"] for name, info in shared.items()}
     for shard in shards:
         for name, info in shard["columns"].items():
             if name in columns and columns[name] != info:
@@ -232,6 +237,7 @@ def commit_version(uri: str, shards: Sequence[Mapping[str, Any]], errors: Sequen
         "shards": [{k: s[k] for k in ("name", "path", "rows", "bytes", "files", "first_file", "first_record", "sha256")
                     if k in s} for s in shards],
         "errors": _write_errors(uri, f"{version:06d}", list(errors)),
+        **({"geometry": geometry} if geometry["files"] else {}),
         **dict(extra or {}),
     }
     publish_manifest(uri, manifest)

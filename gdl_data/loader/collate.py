@@ -12,6 +12,13 @@ How each column is batched (B samples, N nodes in all; n, e, s, nnz per sample):
 | per sample | evals, nside, num_nodes, y otherwise, any other column | (...) | stacked: (B, ...); a list of B where shapes differ |
 | text | sample_id, source, domain, node_ids | str / array of str | a list of B |
 | added | batch, ptr | | batch (N,): each node's sample; ptr (B+1,): node offsets |
+| shared | with `geometry_key`: the domain's structure and op outputs (`shared_columns`) | the same arrays for every sample on one domain | once per distinct key: `geometry` (a list of G dicts, in order of first use) and `geometry_index` (B,): each sample's entry |
+
+Samples that share a domain (HEALPix maps on one grid, windows of signals on one graph; they
+carry `geometry_key` when it was read) are batched with their shared arrays once: a batch of 64
+maps on one grid holds the grid's `pos`, `evecs`, `edge_index`, ... once, in `geometry[0]`,
+beside the 64 maps' `values` (N = 64 n rows). `expand_geometry(batch)` (and `to_pyg`) gives the
+per-sample layout above, as if every sample carried its own copy.
 
 A spectral layer then works on the whole batch with segment ops, no loop over samples; e.g.
 the coefficients of a node signal h (N, c) in each sample's eigenbasis and back::
@@ -127,6 +134,18 @@ def node_offsets(ptr: torch.Tensor, lengths: Sequence[int]) -> torch.Tensor:
     return torch.repeat_interleave(ptr[:-1], torch.as_tensor(lengths, dtype=torch.long))
 
 
+GEOMETRY_KEY = "geometry_key"
+
+
+def shared_columns() -> set[str]:
+    """Columns a sample with `geometry_key` shares with every sample of its key: its domain's
+    structure and every op output (pipelines/geometry.py). The union over domains is safe: a
+    domain's samples never hold another domain's structure columns."""
+    from gdl_data.domains import STRUCTURE
+    from gdl_data.ops import list_ops
+    return set().union(*STRUCTURE.values(), *(op.outputs for op in list_ops().values()))
+
+
 def collate_graphs(samples: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
     """Batch samples into one disconnected graph, as the module table says.
 
@@ -135,10 +154,47 @@ def collate_graphs(samples: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
             same columns.
 
     Returns:
-        dict of the batched columns plus `batch` (N,) and `ptr` (B+1,), both int64.
+        dict of the batched columns plus `batch` (N,) and `ptr` (B+1,), both int64; with
+        `geometry_key`, the shared columns once per key in `geometry`, and `geometry_index`.
     """
     keys = common_keys(samples)
+    if GEOMETRY_KEY in keys:
+        return _collate_shared(samples, keys)
     counts = [num_nodes(s, sample_label(samples, i)) for i, s in enumerate(samples)]
+    return _collate(samples, keys, counts)
+
+
+def _collate_shared(samples: Sequence[Mapping[str, Any]], keys: list[str]) -> dict[str, Any]:
+    shared = shared_columns().intersection(keys)
+    first: dict[str, int] = {}
+    for i, s in enumerate(samples):
+        first.setdefault(s[GEOMETRY_KEY], i)
+    geometry = [{k: samples[i][k] for k in keys if k in shared} for i in first.values()]
+    slot = {key: g for g, key in enumerate(first)}
+    counts = [num_nodes({**geometry[slot[s[GEOMETRY_KEY]]], **s}, sample_label(samples, i))
+              for i, s in enumerate(samples)]
+    own = [{k: v for k, v in s.items() if k not in shared} for s in samples]
+    out = _collate(own, [k for k in keys if k not in shared], counts)
+    out["geometry"] = geometry
+    out["geometry_index"] = torch.as_tensor([slot[s[GEOMETRY_KEY]] for s in samples], dtype=torch.long)
+    return out
+
+
+def expand_geometry(batch: Mapping[str, Any]) -> dict[str, Any]:
+    """A batch with shared geometry in the per-sample layout (each sample's copy concatenated,
+    indices offset), as collate_graphs gives for samples without `geometry_key`."""
+    if "geometry" not in batch:
+        return dict(batch)
+    index = batch["geometry_index"].tolist()
+    per_sample = [batch["geometry"][g] for g in index]
+    counts = (batch["ptr"][1:] - batch["ptr"][:-1]).tolist()
+    expanded = _collate(per_sample, list(per_sample[0]), counts)
+    out = {k: v for k, v in batch.items() if k not in ("geometry", "geometry_index")}
+    out.update({k: v for k, v in expanded.items() if k not in ("batch", "ptr")})
+    return out
+
+
+def _collate(samples: Sequence[Mapping[str, Any]], keys: list[str], counts: list[int]) -> dict[str, Any]:
     ptr = torch.zeros(len(samples) + 1, dtype=torch.long)
     torch.cumsum(torch.as_tensor(counts, dtype=torch.long), 0, out=ptr[1:])
     out: dict[str, Any] = {"batch": torch.repeat_interleave(torch.arange(len(samples)),

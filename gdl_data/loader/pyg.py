@@ -5,7 +5,9 @@ unchanged, so code can call it either way. With it, every column becomes an attr
 same name except `faces` (f, 3), which becomes PyG's `face` (3, f) as its mesh transforms expect.
 A batch from collate_graphs becomes a `Batch` whose `batch`, `ptr` and offset index arrays are
 ours; PyG's pooling and message passing work on it, `Batch.to_data_list()` does not (it needs
-the slicing bookkeeping of `Batch.from_data_list`).
+the slicing bookkeeping of `Batch.from_data_list`). A batch whose samples share geometry
+(`geometry`, `geometry_index`) is expanded to one copy per sample first (collate.expand_geometry),
+which is what PyG's layers index into.
 """
 from __future__ import annotations
 
@@ -26,9 +28,9 @@ def to_pyg(sample_or_batch: Mapping[str, Any]) -> Any:
         return sample_or_batch
     from torch_geometric.data import Batch, Data
 
-    from gdl_data.loader.collate import num_nodes
+    from gdl_data.loader.collate import expand_geometry, num_nodes
 
-    fields = dict(sample_or_batch)
+    fields = expand_geometry(sample_or_batch)
     if "faces" in fields:
         fields["face"] = fields.pop("faces").t().contiguous()
     if "ptr" in fields and "batch" in fields:

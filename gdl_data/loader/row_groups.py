@@ -98,4 +98,5 @@ class RowGroupSource:
         rows = self.store.decode(table, self.columns)
         if mapping is not None:
             rows = [{k: writable_view(v, mapping) for k, v in row.items()} for row in rows]
-        return [sample_tensors(row) for row in rows]
+        memo: dict[int, Any] = {}       # arrays shared by rows (storage/geometry.py) become one tensor
+        return [sample_tensors(row, memo) for row in rows]

@@ -33,6 +33,20 @@ def as_tensor(value: Any) -> Any:
     return value
 
 
-def sample_tensors(row: Mapping[str, Any]) -> dict[str, Any]:
-    """One decoded row (dict of numpy arrays and strings) with every numeric array as a tensor."""
-    return {name: as_tensor(value) for name, value in row.items()}
+def sample_tensors(row: Mapping[str, Any], memo: dict[int, Any] | None = None) -> dict[str, Any]:
+    """One decoded row (dict of numpy arrays and strings) with every numeric array as a tensor.
+
+    `memo` (id -> tensor) converts an array that several rows share (a shared grid's geometry,
+    storage/geometry.py) once, so those rows share one tensor instead of a copy each."""
+    if memo is None:
+        return {name: as_tensor(value) for name, value in row.items()}
+    out = {}
+    for name, value in row.items():
+        if not isinstance(value, np.ndarray):
+            out[name] = as_tensor(value)
+        elif id(value) in memo:
+            out[name] = memo[id(value)][1]
+        else:
+            out[name] = as_tensor(value)
+            memo[id(value)] = (value, out[name])    # the array is held so its id stays unique
+    return out

@@ -69,6 +69,9 @@ class Op:
     outputs: tuple[str, ...]
     depends_on: tuple[str, ...] = ()
     doc: str = ""
+    # Signal columns (beyond the domain's structure, gdl_data/domains.py STRUCTURE) the op reads;
+    # a spec running such an op stores its outputs per sample instead of sharing them.
+    reads_signals: tuple[str, ...] = ()
     impls: dict[str, Impl] = field(default_factory=dict)
     estimates: dict[str, tuple[Estimate, str]] = field(default_factory=dict)
 
@@ -140,13 +143,14 @@ _REGISTRY: dict[str, Op] = {}
 
 
 def register_op(name: str, params_type: type, *, version: str, outputs: tuple[str, ...],
-                depends_on: tuple[str, ...] = (), doc: str = "") -> Op:
+                depends_on: tuple[str, ...] = (), doc: str = "", reads_signals: tuple[str, ...] = ()) -> Op:
     """Declare an op. `depends_on` names the ops whose outputs it reads (when they are in the
     spec): it then sees the reader's columns plus those outputs only, and its cache key includes
-    theirs, so changing one op recomputes exactly the ops that read it."""
+    theirs, so changing one op recomputes exactly the ops that read it. `reads_signals` names
+    the columns other than the domain's structure it reads (none of the built-in ops does)."""
     if name in _REGISTRY:
         raise ValueError(f"op '{name}' registered twice")
-    op = Op(name, params_type, version, tuple(outputs), tuple(depends_on), doc)
+    op = Op(name, params_type, version, tuple(outputs), tuple(depends_on), doc, tuple(reads_signals))
     _REGISTRY[name] = op
     return op
 

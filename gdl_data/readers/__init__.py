@@ -6,6 +6,8 @@ never raises for bad input; the pipeline turns each ReadError into a row of the 
 """
 from __future__ import annotations
 
+import functools
+import hashlib
 import os
 from typing import Callable, Iterator
 
@@ -14,6 +16,8 @@ from gdl_data.errors import ReadError
 
 # Bump when any reader's output changes: cached datasets are then re-read and recomputed.
 READERS_VERSION = "2"   # 2: zero-area meshes, undeclared GraphML nodes, float32 range refused
+# Signals over one graph or mesh (gdl_data/readers/signals.py): NAME.signals.EXT beside NAME's domain file.
+SIGNALS_EXTENSIONS = (".signals.csv", ".signals.parquet", ".signals.npy", ".signals.npz")
 
 Reader = Callable[[str, str], Iterator[Sample | ReadError]]
 # Multi-record formats (SDF, multi-frame XYZ) are also split into records, the unit of work and of
@@ -22,6 +26,12 @@ Reader = Callable[[str, str], Iterator[Sample | ReadError]]
 # one record of a 100,000-record file recomputes that record only.
 Splitter = Callable[[bytes], list[tuple[int, int]]]
 RecordParser = Callable[[bytes, str], Sample]
+# A format whose records need more than their own bytes (the signals layout: a window of rows
+# needs the table's header, the domain file and the windowing parameters) registers a `context`:
+# context(path) is loaded once per file read and passed to split(data, ctx) and parse(data,
+# source, ctx). Its `companions(path)` are the other files each record depends on: their bytes
+# enter every record's key (record_salt) and their sizes and mtimes the file's change check.
+Context = Callable[[str], object]
 
 # extension -> (domain, module attribute); filled by the domain modules' EXTENSIONS tables.
 _READERS: dict[str, dict[str, Reader]] = {}
@@ -32,21 +42,57 @@ def register_reader(domain: str, extensions: tuple[str, ...], reader: Reader) ->
         _READERS.setdefault(domain, {})[ext.lower()] = reader
 
 
-_SIDECARS: dict[str, Callable[[str], bool]] = {}
-_RECORDS: dict[str, dict[str, tuple[Splitter, RecordParser]]] = {}
+_SIDECARS: dict[str, list[Callable[[str], bool]]] = {}
+_RECORDS: dict[str, dict[str, tuple[Splitter, RecordParser, Context | None]]] = {}
+_COMPANIONS: dict[str, dict[str, Callable[[str], list[str]]]] = {}
 
 
-def register_records(domain: str, extensions: tuple[str, ...], split: Splitter, parse: RecordParser) -> None:
+def register_records(domain: str, extensions: tuple[str, ...], split: Splitter, parse: RecordParser,
+                     context: Context | None = None) -> None:
     """Declare a multi-record format: how to split a file's bytes and how to parse one record."""
     for ext in extensions:
-        _RECORDS.setdefault(domain, {})[ext.lower()] = (split, parse)
+        _RECORDS.setdefault(domain, {})[ext.lower()] = (split, parse, context)
+
+
+def register_companions(domain: str, extensions: tuple[str, ...], companions: Callable[[str], list[str]]) -> None:
+    """Files of these extensions are samples of their bytes *and* of `companions(path)`."""
+    for ext in extensions:
+        _COMPANIONS.setdefault(domain, {})[ext.lower()] = companions
+
+
+def companion_files(path: str, domain: str) -> list[str]:
+    """The other files whose bytes are part of `path`'s samples (none for most formats)."""
+    _load()
+    found = _COMPANIONS.get(domain, {}).get(extension(path))
+    return sorted(found(path)) if found else []
+
+
+def record_salt(path: str, domain: str) -> bytes:
+    """Prefix of every content key of `path`'s items: the hash of its companions' names and
+    bytes (b"" without companions), so editing a companion changes every key."""
+    companions = companion_files(path, domain)
+    if not companions:
+        return b""
+    import fsspec
+    h = hashlib.sha256()
+    for companion in companions:
+        with fsspec.open(companion, "rb") as fh:
+            h.update(os.path.basename(companion).encode() + b"\x1f" + hashlib.sha256(fh.read()).digest())
+    return h.digest()
 
 
 def record_splitter(path: str, domain: str) -> Splitter | None:
     """The splitter of `path`'s format, or None when the file is read whole (one unit of work)."""
     _load()
     found = _RECORDS.get(domain, {}).get(extension(path))
-    return found[0] if found else None
+    if not found:
+        return None
+    split, _, context = found
+    return split if context is None else functools.partial(_split_in_context, split, context, path)
+
+
+def _split_in_context(split, context: Context, path: str, data: bytes) -> list[tuple[int, int]]:
+    return split(data, context(path))
 
 
 def read_records(path: str, domain: str, spans, source: str | None = None) -> Iterator[Sample | ReadError]:
@@ -60,7 +106,14 @@ def read_records(path: str, domain: str, spans, source: str | None = None) -> It
     import fsspec
 
     source = source or path
-    parse = _RECORDS[domain][extension(path)][1]
+    _, parse, context = _RECORDS[domain][extension(path)]
+    if context is not None:
+        try:
+            parse = functools.partial(parse, ctx=context(path))
+        except ReadError as err:      # the table's header or a companion is bad: every record is
+            for _ in spans:
+                yield err
+            return
     try:
         with fsspec.open(path, "rb") as fh:
             for index, start, stop in spans:
@@ -79,18 +132,17 @@ def read_records(path: str, domain: str, spans, source: str | None = None) -> It
 
 def register_sidecar(domain: str, predicate: Callable[[str], bool]) -> None:
     """Files for which `predicate(path)` is true are read with their main file, not on their own."""
-    _SIDECARS[domain] = predicate
+    _SIDECARS.setdefault(domain, []).append(predicate)
 
 
 def is_sidecar(path: str, domain: str) -> bool:
     _load()
-    predicate = _SIDECARS.get(domain)
-    return bool(predicate and predicate(path))
+    return any(predicate(path) for predicate in _SIDECARS.get(domain, ()))
 
 
 def extension(path: str) -> str:
     name = os.path.basename(path).lower()
-    for compound in (".vtk.gz", ".fits.gz"):
+    for compound in (".vtk.gz", ".fits.gz", *SIGNALS_EXTENSIONS):
         if name.endswith(compound):
             return compound
     return os.path.splitext(name)[1]
@@ -116,4 +168,4 @@ def iter_samples(path: str, domain: str, source: str | None = None) -> Iterator[
 
 def _load() -> None:
     # Importing the domain modules registers their readers.
-    from gdl_data.readers import graph, mesh, molecule, sphere  # noqa: F401
+    from gdl_data.readers import graph, mesh, molecule, signals, sphere  # noqa: F401
