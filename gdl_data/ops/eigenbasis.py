@@ -45,9 +45,10 @@ class EigenbasisParams:
     basis: "laplacian" (default) or, on the sphere only, "spherical_harmonics".
     solver: "auto" (default: shift-invert block Lanczos on meshes, on HEALPix maps up to
       50,000 pixels and on graphs and molecules up to 5,000 nodes; AMG-preconditioned LOBPCG
-      above those, where a Cholesky factor would not fit or could fill in), "block_lanczos" (gdl_data/ops/eigensolver.py),
-      "arpack" (scipy's eigsh, shift-invert, on the same Cholesky factor) or "lobpcg" (no
-      factor; memory ≈ 4 blocks of n × (k + max(4, k/4)) doubles: gdl_data/ops/lobpcg.py).
+      above those, where a Cholesky factor would not fit or could fill in), "block_lanczos"
+      (gdl_data/ops/eigensolver.py), "arpack" (scipy's eigsh, shift-invert, on the same
+      Cholesky factor) or "lobpcg" (no factor; memory ≈ 5 blocks of n × (k + max(4, k/4))
+      doubles, 8 with what the allocator keeps: gdl_data/ops/lobpcg.py).
     tol: relative residual of every eigenpair (default 1e-6; eigenvalues are then exact to ≈1e-12).
     dense_below: samples with at most this many vertices are solved by dense LAPACK (default 1000).
     """
