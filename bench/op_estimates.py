@@ -82,8 +82,8 @@ def main() -> int:
         print(json.dumps(measure(*json.loads(args.measure))))
         return 0
     print(f"# {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, load average "
-          f"{os.getloadavg()[0]:.1f}; 1 BLAS thread\n| op | domain | params | n | measured MB | "
-          f"estimate MB | estimate / measured | s |\n|---|---|---|---|---|---|---|---|", flush=True)
+          f"{os.getloadavg()[0]:.1f}; 1 BLAS thread\n| op | domain | params | n | measured MiB | "
+          f"estimate MiB | estimate / measured | s |\n|---|---|---|---|---|---|---|---|", flush=True)
     worst = []
     for op_name, domain, params, sizes in QUICK if args.quick else CASES:
         for size in sizes:

@@ -6,7 +6,8 @@ Each case runs in a fresh process (`--case NAME`, JSON on the last line), so pea
 (ru_maxrss, C allocations included) is that case's own; cases run one after another, never two
 at once. The ops run as the pipeline runs them: in spec order, each op seeing the reader's
 columns plus the outputs of the ops it depends on, every output cast to storage dtypes
-(float32 / int64) and kept until the end of the sample. Times exclude making the sample.
+(float32 / int64) and kept until the end of the sample. Times exclude making the sample; CPU
+seconds are given beside wall seconds, as on a shared machine they are the steadier figure.
 
   sphere-N     a full-sky HEALPix map (healpy pixel centres, one channel of noise) at nside N,
                the default sphere ops: eigenbasis {k: 16}, frames {}, neighborhoods {}
@@ -90,6 +91,7 @@ def run_case(name: str, kind: str, size: int, ops: list) -> dict:
     made = time.perf_counter() - start
     n = len(raw.get("pos", ())) or int(raw.get("num_nodes", 0))
     outputs, seconds, estimates = {}, {}, {}
+    cpu = time.process_time()
     for op_name, params in ops:
         op = get_op(op_name)
         sample = dict(raw)
@@ -103,7 +105,8 @@ def run_case(name: str, kind: str, size: int, ops: list) -> dict:
         seconds[op_name] = time.perf_counter() - begin
         del sample
     return {"case": name, "n": n, "make_s": made, "op_s": seconds,
-            "total_s": sum(seconds.values()), "estimate_mb": estimates,
+            "total_s": sum(seconds.values()), "cpu_s": time.process_time() - cpu,
+            "estimate_mb": estimates,
             "rss_imports_mb": rss_imports, "peak_mb": _peak_mb()}
 
 
@@ -127,7 +130,7 @@ def main() -> int:
     print(f"# {platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
           f"Python {platform.python_version()}, {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, "
           f"load average {os.getloadavg()[0]:.1f} at start; {args.threads} BLAS thread(s)", flush=True)
-    print("| case | n | ops s | per op s | peak RSS MB | RSS after imports MB | estimate MB | "
+    print("| case | n | ops s (CPU s) | per op s | peak RSS MiB | RSS after imports MiB | estimate MiB | "
           "against the baseline |\n|---|---|---|---|---|---|---|---|", flush=True)
     results = {}
     for name in names:
@@ -160,7 +163,8 @@ def _print_row(result: dict, baseline: dict | None) -> None:
     ratio = (f"{result['total_s'] / baseline['total_s']:.2f}× time, "
              f"{result['peak_mb'] / baseline['peak_mb']:.2f}× memory of {baseline['case']}"
              if baseline and "error" not in baseline else "")
-    print(f"| {result['case']} | {result['n']:,} | {result['total_s']:.1f} | {ops} | "
+    print(f"| {result['case']} | {result['n']:,} | {result['total_s']:.1f} "
+          f"({result['cpu_s']:.0f} CPU) | {ops} | "
           f"{result['peak_mb']:.0f} | {result['rss_imports_mb']:.0f} | {estimates} | {ratio} |",
           flush=True)
 

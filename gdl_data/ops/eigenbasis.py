@@ -53,7 +53,7 @@ class EigenbasisParams:
     the coordinates as given with "cotan" (as DiffusionNet). shift (meshes): solve
     (L + shift·I) φ = λ M φ; DiffusionNet adds 1e-8 so that its shift-invert solve never factors
     a singular matrix. solver "block_lanczos" is gdl_data/ops/eigensolver.py, "lobpcg"
-    gdl_data/ops/lobpcg.py (memory ≈ 4 blocks of n × (k + max(4, k/4)) doubles).
+    gdl_data/ops/lobpcg.py (memory ≈ 5 blocks of n × (k + max(4, k/4)) doubles, 8 with what the allocator keeps).
     """
 
     k: int = param(64, Integer(1), doc="eigenpairs per sample (all n when k ≥ n)")

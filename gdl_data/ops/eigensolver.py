@@ -28,9 +28,10 @@ import scipy.sparse as sp
 import scipy.sparse.linalg as sla
 
 SOLVERS = ("auto", "block_lanczos", "arpack", "lobpcg")
-# "auto": shift-invert block Lanczos up to this many unknowns, and always on meshes (a surface's
-# Cholesky factor stays small: n log n); AMG-preconditioned LOBPCG above it for graphs and
-# HEALPix maps, whose factor would not fit (a non-planar graph fills in; nside 1024 ≈ 20 GB).
+# "auto" (auto_solver): shift-invert block Lanczos always on meshes (a surface's Cholesky factor
+# stays near n log n), up to these many unknowns on HEALPix maps and on graphs, AMG-
+# preconditioned LOBPCG above them (the HEALPix factor outgrows LOBPCG's blocks, nside 1024
+# ≈ 20 GB; a non-planar graph's factor fills in).
 ITERATIVE_ABOVE = 50_000
 GRAPH_ITERATIVE_ABOVE = 5_000
 BLOCK_SIZE = 16       # right-hand sides per solve: 8-16 need the smallest basis, 16 the least time

@@ -26,7 +26,7 @@ from gdl_data.ops.registry import DEFAULT_FACTOR, sample_bytes
 FILL = 6.0                  # Cholesky factor entries per n log2 n, surfaces and the HEALPix grid
 MESH_LAPLACIAN_PER_FACE = 400   # robust-laplacian's intrinsic triangulation (tufted cover)
 HEALPIX_GRAPH_PER_PIXEL = 400   # healpy's table, its sorted copy, the edge list and weights
-HEAT_PER_VERTEX_LOG = 60    # potpourri3d's two factored heat-method operators, per n log2 n
+HEAT_PER_VERTEX_LOG = 300   # potpourri3d's two factored heat-method operators, per n log2 n
 EDGE_TEMPORARIES = 400      # per edge of connection angles and log maps (frame gathers, Rodrigues)
 
 
