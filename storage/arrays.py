@@ -18,7 +18,7 @@ The layout (chosen for read speed into training; see bench/RESULTS.md):
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Iterable, Mapping
+from typing import Any, Container, Iterable, Mapping
 
 import numpy as np
 import pyarrow as pa
@@ -93,15 +93,17 @@ def narrow_dtype(values: Iterable[Any], dtype: np.dtype) -> np.dtype:
 
 
 def rows_to_table(rows: list[Mapping[str, Any]], infos: Mapping[str, ColumnInfo],
-                  narrow: bool = False) -> pa.Table:
+                  narrow: bool | Container[str] = False) -> pa.Table:
     """Encode sample rows into one Arrow table with the given column layout (missing -> null).
-    `narrow`: store int64 tensor columns in a narrower dtype where the values fit (narrow_dtype)."""
+    `narrow` (True or the column names): store those int64 tensor columns in a narrower dtype
+    where the values fit (narrow_dtype)."""
     arrays, fields = [], []
     for name, info in infos.items():
         values = [row.get(name) for row in rows]
         stored = None
         if info.encoding == "tensor":
-            stored = narrow_dtype(values, np.dtype(info.dtype)) if narrow else np.dtype(info.dtype)
+            wanted = narrow is True or (narrow is not False and name in narrow)
+            stored = narrow_dtype(values, np.dtype(info.dtype)) if wanted else np.dtype(info.dtype)
         fs = arrow_fields(info, stored)
         fields += fs
         if info.encoding == "string":
@@ -179,8 +181,12 @@ def _widen(raw: np.ndarray, offsets: np.ndarray, stored: np.dtype,
            dtype: np.dtype) -> tuple[np.ndarray, np.ndarray]:
     """The values between offsets[0] and offsets[-1] as `dtype` bytes, and their new offsets.
     Every value of a column has the same stored dtype, so offsets are multiples of its size."""
-    wide = raw[offsets[0]:offsets[-1]].view(stored).astype(dtype).view(np.uint8)
-    return wide, (offsets.astype(np.int64) - offsets[0]) // stored.itemsize * dtype.itemsize
+    narrow = raw[offsets[0]:offsets[-1]].view(stored)
+    # Into pyarrow's memory pool, as the Parquet decoder's own buffers: it keeps freed pages for
+    # the next row group, where fresh malloc'd memory was page-faulted in for every one.
+    wide = np.frombuffer(pa.allocate_buffer(narrow.size * dtype.itemsize), dtype)
+    np.copyto(wide, narrow, casting="safe")
+    return wide.view(np.uint8), (offsets.astype(np.int64) - offsets[0]) // stored.itemsize * dtype.itemsize
 
 
 def _validity(array: pa.Array) -> np.ndarray:

@@ -50,10 +50,11 @@ ROW_GROUP_SIZE = 64
 ROW_GROUP_BYTES = 64 << 20
 # Codec of every column chunk, and int64 arrays narrowed on disk where they fit (storage/arrays.py,
 # narrow_dtype). An array column is compressed only where the codec cuts a sample of its bytes
-# by at least a third (COMPRESS_BELOW): incompressible floats (eigenvectors of irregular meshes,
-# random test data) then read at memory speed instead of through a codec that saves nothing,
-# while index columns (faces, edge_index: 3-50x smaller) and regular grids' geometry shrink.
-# Chosen by `python -m bench.codec` on the four domains: bench/RESULTS.md, "Shard codec".
+# by at least a third (COMPRESS_BELOW), and narrowed only where it is compressed: incompressible
+# columns (eigenvectors of irregular meshes, random test data) are then stored as before and
+# read at memory speed, with no decompression and no widening copy, while index columns (faces,
+# edge_index: 3-50x smaller) and regular grids' geometry shrink. Chosen by `python -m
+# bench.codec` on the four domains: bench/RESULTS.md, "Shard codec".
 CODECS = ("none", "snappy", "lz4", "zstd")
 COMPRESSION = "lz4"
 NARROW = True
@@ -115,17 +116,36 @@ def column_codecs(table: pa.Table, compression: str, below: float) -> dict[str, 
             for f in table.schema}
 
 
+def encode_rows(rows: Sequence[Mapping[str, Any]], infos: Mapping[str, ColumnInfo], compression: str,
+                compress_below: float, narrow: bool) -> tuple[pa.Table, dict[str, str]]:
+    """The rows as an Arrow table and each column's codec: int64 columns narrowed where the
+    codec then compresses them (column_codecs on the narrowed bytes), kept as int64 elsewhere."""
+    table = rows_to_table(list(rows), infos, narrow)
+    codecs = column_codecs(table, compression, compress_below)
+    narrowed = {f.name for f in table.schema if STORED_DTYPE in (f.metadata or {})}
+    keep = {name for name in narrowed if codecs[name] != "none"}
+    if keep != narrowed:
+        table = rows_to_table(list(rows), infos, keep)
+    return table, codecs
+
+
 def table_to_parquet_bytes(table: pa.Table, row_group_size: int | None = None,
-                           compression: str = COMPRESSION, compress_below: float = COMPRESS_BELOW) -> bytes:
+                           compression: str = COMPRESSION, compress_below: float = COMPRESS_BELOW,
+                           codecs: Mapping[str, str] | None = None) -> bytes:
     """Parquet bytes of a table in row groups of at most `row_group_size` rows (None: 64), fewer
-    when the rows are large (rows_per_group), column chunks compressed as column_codecs says."""
+    when the rows are large (rows_per_group), column chunks compressed as `codecs` (default:
+    column_codecs) says."""
     row_group_size = rows_per_group(table, max_rows=row_group_size or ROW_GROUP_SIZE)
     level = parquet_codec(compression)[1]
-    codecs = column_codecs(table, compression, compress_below)
+    codecs = codecs or column_codecs(table, compression, compress_below)
+    # pyarrow names a list column's chunk by its leaf path, and leaves unnamed chunks uncompressed
+    paths = {f.name: f.name + ".list.element" if pa.types.is_list(f.type) or
+             pa.types.is_fixed_size_list(f.type) else f.name for f in table.schema}
+    by_path = {paths[name]: codec for name, codec in codecs.items()}
     sink = io.BytesIO()
-    pq.write_table(table, sink, row_group_size=row_group_size, compression=codecs,
+    pq.write_table(table, sink, row_group_size=row_group_size, compression=by_path,
                    compression_level=None if level is None else
-                   {c: level for c, codec in codecs.items() if codec != "none"} or None,
+                   {c: level for c, codec in by_path.items() if codec != "none"} or None,
                    use_dictionary=[c for c in ("sample_id", "source", "domain") if c in table.column_names],
                    write_statistics=True)
     return sink.getvalue()
@@ -163,8 +183,8 @@ def write_shard(uri: str, rows: Sequence[Mapping[str, Any]], infos: Mapping[str,
                              "errors": [e for f in files for e in (f.get("errors") or [])]}
     if rows:
         infos = dict(infos) if infos is not None else infer_infos(rows)
-        data = table_to_parquet_bytes(rows_to_table(rows, infos, narrow), row_group_size, compression,
-                                      compress_below)
+        table, codecs = encode_rows(rows, infos, compression, compress_below, narrow)
+        data = table_to_parquet_bytes(table, row_group_size, compression, codecs=codecs)
         # sha256 of the bytes: names hash the inputs, this says what is in the file (the
         # loader's decoded cache is keyed by it)
         entry.update(path=f"shards/{name}.parquet", bytes=len(data),

@@ -72,14 +72,24 @@ def test_every_reader_returns_the_written_values_and_dtypes(tmp_path, codec, nar
                 assert got[k].numpy().dtype == row[k].dtype and np.array_equal(got[k].numpy(), row[k])
 
 
-def test_narrowing_stores_int32_only_where_the_values_fit(tmp_path):
-    manifest = _dataset(tmp_path, _rows(8))
-    schema = pq.read_schema(tmp_path / manifest["shards"][0]["path"])
-    stored = {f.name: (f.metadata or {}).get(b"gdl.stored_dtype") for f in schema}
-    assert stored["faces"] == stored["edge_index"] == stored["z"] == b"<i4"
+def test_int64_is_narrowed_where_it_fits_and_the_codec_compresses_it(tmp_path):
+    manifest = _dataset(tmp_path, _rows(8), compression="lz4")
+    path = tmp_path / manifest["shards"][0]["path"]
+    stored = {f.name: (f.metadata or {}).get(b"gdl.stored_dtype") for f in pq.read_schema(path)}
+    meta = pq.read_metadata(path).row_group(0)
+    codec = {meta.column(c).path_in_schema: meta.column(c).compression for c in range(meta.num_columns)}
+    # an index pattern: int32 on disk, then lz4
+    assert stored["edge_index"] == b"<i4" and codec["edge_index"].startswith("LZ4")
+    assert len(pq.read_table(path, columns=["edge_index"])["edge_index"][0].as_py()) == 4 * 2 * 20
+    # random small ints: lz4 cannot cut their int32 bytes by a third, so they stay as they were
+    assert stored["faces"] is None and codec["faces"] == "UNCOMPRESSED"
     assert stored["big"] is None and stored["pos"] is None   # 2**40 needs int64; floats untouched
-    table = pq.read_table(tmp_path / manifest["shards"][0]["path"], columns=["faces"])
-    assert len(table["faces"][0].as_py()) == 4 * 2 * 20 * 3   # 4 bytes per index on disk
+    assert codec["faces__shape.list.element"].startswith("LZ4")   # small columns: always the codec
+    plain = _dataset(tmp_path / "plain", _rows(8), compression="none")   # today's layout exactly
+    path = tmp_path / "plain" / plain["shards"][0]["path"]
+    assert not any(b"gdl.stored_dtype" in (f.metadata or {}) for f in pq.read_schema(path))
+    meta = pq.read_metadata(path).row_group(0)
+    assert {meta.column(c).compression for c in range(meta.num_columns)} == {"UNCOMPRESSED"}
 
 
 def test_the_codec_goes_only_where_it_saves(tmp_path):
@@ -103,7 +113,11 @@ def test_the_readme_decoding_snippet_works_on_a_narrowed_compressed_dataset(tmp_
     assert "gdl.stored_dtype" in layout and "compression: lz4" in layout
     snippet = re.search(r"```python\n(.*?)```", layout, re.S).group(1)
     rows = _rows(3)
-    _dataset(tmp_path / ".gdl-work" / "storage" / "shapes", rows)
+    for row in rows:   # a real mesh's faces: neighbouring indices, which lz4 compresses
+        row["faces"] = np.arange(row["faces"].size, dtype=np.int64).reshape(row["faces"].shape) // 3
+    manifest = _dataset(tmp_path / ".gdl-work" / "storage" / "shapes", rows)
+    path = tmp_path / ".gdl-work" / "storage" / "shapes" / manifest["shards"][0]["path"]
+    assert pq.read_schema(path).field("faces").metadata[b"gdl.stored_dtype"] == b"<i4"
     monkeypatch.chdir(tmp_path)
     scope: dict = {}
     exec(snippet, scope)   # noqa: S102 - the README's own code, run as a user would
