@@ -11,6 +11,8 @@ MODULES = [          # add a benchmark module here
     "bench.eigenbasis",
     "bench.loader",
     "bench.reference_models",
+    "bench.scale",
+    "bench.scale_samples",
     "bench.shared",
 ]
 
