@@ -185,3 +185,11 @@ def test_the_sampler_resumed_on_one_rank_covers_what_two_ranks_left_exactly_once
     assert sorted(seen) == indices.tolist()                          # every sample exactly once
     with pytest.raises(ValueError, match="belongs to other data"):
         GlobalBatchSampler(indices[:-1], 8, seed=5).load_state_dict(ranks[0].state_dict())
+
+
+def test_the_training_deployment_asks_for_the_specs_number_of_processes(tmp_path):
+    from flows.serve import plan_deployments
+    plan, = plan_deployments([_spec_file(tmp_path, "runs", processes=2)])
+    assert plan.flow == "train" and plan.parameters["processes"] == 2
+    assert load_train_spec(_spec_file(tmp_path, "runs", processes=2)).run_key() == \
+        load_train_spec(_spec_file(tmp_path, "runs")).run_key()   # another N resumes the same run
