@@ -36,6 +36,7 @@ from torch.utils.data import IterableDataset, get_worker_info
 
 from gdl_data.loader.partition import Slice, worker_slices
 from gdl_data.loader.row_groups import RowGroupSource, check_int
+from gdl_data.loader.shard_cache import Prefetcher
 from gdl_data.loader.stream_state import EpochProgress
 
 
@@ -74,6 +75,10 @@ class GeometryStream(IterableDataset):
             same count (default False: no sample is ever repeated). See partition.py.
         cache_dir: keep decoded row groups as memory-mapped Arrow files in this local folder
             (decoded_cache.py): later epochs copy nothing. Default None: read Parquet each time.
+        shard_cache: for a remote dataset (s3://, ...): a local folder where whole shards are
+            kept, at most `shard_cache_bytes` (default 8 GiB), shared safely by workers, ranks and
+            jobs; each worker downloads `prefetch_shards` shards (default 2) ahead of the one it
+            reads (shard_cache.py). Ignored for a local dataset. Default None: ranged reads.
         with_index: add `sample_index` (int64 scalar), the sample's row in the version, which
             `record` takes to make the stream resumable mid-epoch (module docstring).
 
@@ -87,10 +92,12 @@ class GeometryStream(IterableDataset):
                  transform: Callable[[dict[str, Any]], Any] | None = None, *, shuffle: bool = False,
                  seed: int = 0, shuffle_buffer: int = 128,
                  rank: int | None = None, world_size: int | None = None, pad_ranks: bool = False,
-                 cache_dir: str | os.PathLike | None = None, with_index: bool = False):
+                 cache_dir: str | os.PathLike | None = None, shard_cache: str | os.PathLike | None = None,
+                 shard_cache_bytes: int = 8 << 30, prefetch_shards: int = 2, with_index: bool = False):
         if transform is not None and not callable(transform):
             raise TypeError(f"transform must be a callable sample -> sample; got {transform!r}")
-        self.source = RowGroupSource(uri, version, columns, cache_dir)
+        self.source = RowGroupSource(uri, version, columns, cache_dir, shard_cache, shard_cache_bytes)
+        self.prefetch_shards = check_int("prefetch_shards", prefetch_shards, 0)
         self.transform = transform
         self.shuffle = bool(shuffle)
         self.seed = check_int("seed", seed, 0)
@@ -149,31 +156,40 @@ class GeometryStream(IterableDataset):
         worker, num_workers = (info.id, info.num_workers) if info is not None else (0, 1)
         self.progress.start(num_workers)
         slices = self.slices(worker, num_workers)
-        if self.shuffle:
-            rng = np.random.default_rng([self.seed, self.epoch, self.rank, worker])
-            items = self._shuffled(slices, rng)
-        else:
-            items = (item for s in slices for item in self._read(s))
-        consumed = self.progress.consumed.numpy()
-        for index, sample in items:
-            if consumed[index]:   # used before a resume: skipped, in the place it had
-                continue
-            if self.with_index:
-                sample["sample_index"] = torch.tensor(index, dtype=torch.int64)
-            yield sample if self.transform is None else self.transform(sample)
+        self.source.own_filesystem()   # before the prefetch thread uses it
+        prefetch = self.source.prefetcher([s.group.shard for s in slices], self.prefetch_shards)
+        try:
+            if self.shuffle:
+                rng = np.random.default_rng([self.seed, self.epoch, self.rank, worker])
+                items = self._shuffled(slices, rng, prefetch)
+            else:
+                items = (item for s in slices for item in self._read(s, prefetch))
+            consumed = self.progress.consumed.numpy()
+            for index, sample in items:
+                if consumed[index]:   # used before a resume: skipped, in the place it had
+                    continue
+                if self.with_index:
+                    sample["sample_index"] = torch.tensor(index, dtype=torch.int64)
+                yield sample if self.transform is None else self.transform(sample)
+        finally:
+            if prefetch is not None:
+                prefetch.close()
 
-    def _read(self, s: Slice) -> list[tuple[int, dict[str, Any] | None]]:
+    def _read(self, s: Slice, prefetch: Prefetcher | None = None) -> list[tuple[int, dict[str, Any] | None]]:
         """(sample index, sample) of a slice; a slice whose samples were all consumed is not read."""
+        if prefetch is not None:
+            prefetch.reading(s.group.shard)
         first = s.group.start + s.lo
         indices = range(first, first + s.rows)
         if self.progress.consumed[first:first + s.rows].all():
             return [(i, None) for i in indices]
         return list(zip(indices, self.source.read(s.group, s.lo, s.hi)))
 
-    def _shuffled(self, slices: list[Slice], rng: np.random.Generator) -> Iterator[tuple[int, Any]]:
+    def _shuffled(self, slices: list[Slice], rng: np.random.Generator,
+                  prefetch: Prefetcher | None) -> Iterator[tuple[int, Any]]:
         window: list[tuple[int, Any] | None] = []
         for i, s in enumerate(slices):
-            window += self._read(s)
+            window += self._read(s, prefetch)
             if len(window) >= self.shuffle_buffer or i == len(slices) - 1:
                 for slot in rng.permutation(len(window)):
                     item, window[slot] = window[slot], None   # the window lets go as it yields
