@@ -71,14 +71,19 @@ def one_thread():
     torch.set_num_threads(threads)
 
 
-def test_two_gloo_ranks_train_the_weights_of_one_process_with_the_same_global_batch(tmp_path):
+@pytest.mark.parametrize("batch_size, steps", [(6, 6), (17, 4)])
+def test_two_gloo_ranks_train_the_weights_of_one_process_with_the_same_global_batch(tmp_path, batch_size, steps):
+    """batch 6: every global batch splits 3 + 3; batch 17: the last global batch holds 1 sample,
+    so rank 1 has no part in it and waits in DDP's join while rank 0 steps alone."""
     _toy_molecules(str(tmp_path / "mols"))
-    one = train(_spec_file(tmp_path, "one"))
+    hyper = {"lr": 3e-3, "batch_size": batch_size, "hidden": 16, "filters": 16, "interactions": 2,
+             "num_rbf": 12, "cutoff": 3.0}
+    one = train(_spec_file(tmp_path, "one", hyper=hyper))
     rows = []
-    two = launch(_spec_file(tmp_path, "two"), processes=2, device="cpu", progress=rows.append)
+    two = launch(_spec_file(tmp_path, "two", hyper=hyper), processes=2, device="cpu", progress=rows.append)
     assert two["processes"] == 2 and one["processes"] == 1
     assert [r["epoch"] for r in rows] == [1, 2]                  # rank 0's rows reached this process
-    assert two["steps"] == one["steps"] == 6                      # 18 train samples / 6 per global batch x 2
+    assert two["steps"] == one["steps"] == steps                  # 18 train samples per epoch, 2 epochs
     assert two["data_order_sha256"] == one["data_order_sha256"]   # the same global batches in order
     a, b = _weights(one), _weights(two)
     worst = max(float((a[k] - b[k]).abs().max()) for k in a)
