@@ -2,7 +2,6 @@
 topology, every sample once on another (elastic), through torch.save(weights_only)."""
 import io
 
-import numpy as np
 import pytest
 import torch
 from torch.utils.data import DataLoader
