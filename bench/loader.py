@@ -193,7 +193,9 @@ def main(argv=None) -> None:
     print(f"data ready in {time.perf_counter() - t0:.0f} s under {root}; conversion of the "
           f"{args.samples} samples by each writer: " +
           ", ".join(f"{k} {v:.1f} s" for k, v in conversions.items()), flush=True)
-    s3 = S3(root) if any(m.endswith("_s3") for m in methods) else None
+    remote = {m: {"stream_s3": "parquet", "litdata_s3": "litdata", "wds_s3": "wds"}[m] for m in methods
+              if m.endswith("_s3")}
+    s3 = S3(root, tuple(remote.values())) if remote else None
     if s3:
         print(f"moto S3 on {s3.endpoint}: every format uploaded in {s3.upload_seconds:.1f} s", flush=True)
     warm_page_cache(root)
@@ -229,7 +231,7 @@ def report(runs: dict[tuple[str, int], list[dict]]) -> None:
     print(f"\n{'method':28s} {'workers':>7s} {'first/s':>9s} {'steady/s':>9s} {'MB/s':>7s} "
           f"{'first÷(b)':>9s} {'steady÷(b)':>10s}")
     for (method, workers), (first, steady, mbs) in rows.items():
-        ref_first, ref_steady, _ = rows["pt", workers]
+        ref_first, ref_steady, _ = rows.get(("pt", workers), (float("nan"),) * 3)   # (b) not run: nan
         print(f"{LABELS[method]:28s} {workers:7d} {first:9.0f} {steady:9.0f} {mbs:7.0f} "
               f"{first / ref_first:9.2f} {steady / ref_steady:10.2f}")
     compare_peers(rows)

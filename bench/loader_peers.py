@@ -113,7 +113,7 @@ def peer_dataset(method: str, root: Path, s3: str | None, cache: Path):
 class S3:
     """A moto S3 server on loopback holding every format of the benchmark's data."""
 
-    def __init__(self, root: Path):
+    def __init__(self, root: Path, formats: tuple[str, ...] = ("parquet", "litdata", "wds")):
         with socket.socket() as s:
             s.bind(("127.0.0.1", 0))
             self.port = s.getsockname()[1]
@@ -136,7 +136,7 @@ class S3:
         self.fs = s3fs.S3FileSystem(client_kwargs={"endpoint_url": self.endpoint})
         self.fs.mkdir(BUCKET)
         start = time.perf_counter()
-        for name in ("parquet", "litdata", "wds"):
+        for name in formats:
             self.fs.put(str(root / name), f"{BUCKET}/{name}", recursive=True)
         self.upload_seconds = time.perf_counter() - start
 

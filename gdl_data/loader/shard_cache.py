@@ -31,7 +31,9 @@ from typing import Iterator, Sequence
 
 from storage import StoredDataset
 
-CHUNK = 8 << 20
+# Download in 64 MiB requests: against moto, 8 MiB requests moved 53 MB/s and 64 MiB ones
+# 100-117 MB/s (a 124 MB shard, same run); object stores charge per request too.
+CHUNK = 64 << 20
 
 
 @contextlib.contextmanager
@@ -124,25 +126,31 @@ class ShardCache:
 
 
 class Prefetcher:
-    """Downloads `shards` (in reading order) in a thread, at most `ahead` beyond the one in use."""
+    """Downloads `shards` (in reading order) in `threads` threads, at most `ahead` beyond the one
+    in use; two requests in flight keep a link busy while the other waits on its first bytes."""
 
-    def __init__(self, cache: ShardCache, shards: Sequence[int], ahead: int):
+    def __init__(self, cache: ShardCache, shards: Sequence[int], ahead: int, threads: int = 2):
         # one entry per change of shard, as `reading` counts them (a shuffled plan may revisit one)
         self.cache = cache
         self.shards = [s for i, s in enumerate(shards) if i == 0 or s != shards[i - 1]]
         self._room = threading.Semaphore(ahead + 1)
         self._stop = threading.Event()
+        self._next = iter(range(len(self.shards)))
+        self._lock = threading.Lock()
         self._current: int | None = None
-        self._thread = threading.Thread(target=self._run, daemon=True, name="gdl-shard-prefetch")
-        self._thread.start()
+        for _ in range(max(1, min(threads, ahead + 1))):
+            threading.Thread(target=self._run, daemon=True, name="gdl-shard-prefetch").start()
 
     def _run(self) -> None:
-        for shard in self.shards:
+        while True:
             self._room.acquire()
-            if self._stop.is_set():
+            with self._lock:
+                i = next(self._next, None)
+            if i is None or self._stop.is_set():
+                self._room.release()   # let the other threads see the end too
                 return
             with contextlib.suppress(Exception):   # the reader's own fetch reports any failure
-                self.cache.fetch(shard)
+                self.cache.fetch(self.shards[i])
 
     def reading(self, shard: int) -> None:
         """The reader reads `shard`; when that is a new one, one more may be fetched ahead."""
