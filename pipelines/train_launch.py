@@ -115,4 +115,6 @@ def _rank_main(rank: int, n: int, port: int, spec: TrainSpec, device_type: str,
 
 
 if __name__ == "__main__":   # torchrun --nproc-per-node N -m pipelines.train_launch SPEC [DEVICE]
-    print(launch(sys.argv[1], device=sys.argv[2] if len(sys.argv) > 2 else None))
+    outcome = launch(sys.argv[1], device=sys.argv[2] if len(sys.argv) > 2 else None)
+    if os.environ.get("RANK", "0") == "0":   # the other ranks' results lack the rows rank 0 kept
+        print(outcome)
