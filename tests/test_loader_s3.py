@@ -36,6 +36,9 @@ def s3_dataset(tmp_path_factory):
         yield "s3://gdl-loader/ds", {r["sample_id"]: r for r in rows}
     finally:
         stop(proc)
+        import s3fs
+        # fsspec caches filesystem instances: one bound to this server must not serve later tests
+        s3fs.S3FileSystem.clear_instance_cache()
         for k, v in old.items():
             if v is None:
                 os.environ.pop(k, None)
