@@ -1,7 +1,7 @@
 """Loader throughput: gdl-data's loader vs the per-sample caches users have today.
 
     python -m bench.loader [--samples 500] [--vertices 3000] [--k 64] [--reps 3] [--no-rss]
-                           [--workers 0,2] [--device cpu|cuda]
+                           [--workers 0,2] [--device cpu|cuda] [--methods stream,litdata,...]
 
 Same run, same samples (bench/loader_formats.py writes them once into --workdir), page cache
 warm (every file is read once before timing). Each (method, num_workers) runs in a fresh
@@ -13,7 +13,12 @@ warm-up); "steady" is the median of the later epochs over all repetitions. Metho
 * cached: the same with cache_dir: the first epoch reads Parquet and writes the decoded cache
   (emptied before each process), later epochs memory-map it;
 * map: GeometryDataset with a shuffling sampler (decoded row groups kept in memory);
-* (a) npz, (b) pt: one file per sample; (c) ipc: memory-mapped Arrow IPC, zero copies.
+* (a) npz, (b) pt: one file per sample; (c) ipc: memory-mapped Arrow IPC, zero copies;
+* litdata, wds: LitData and WebDataset, each converting the same samples with its own writer
+  (conversion time printed apart) and reading them as its documentation shows
+  (bench/loader_peers.py; MosaicML streaming could not be installed here, see there);
+* stream_s3, litdata_s3, wds_s3: the same from a moto S3 server on loopback, each through its
+  own local cache (ours: the shard cache), emptied before each process: the first epoch downloads.
 
 num_workers=0 yields single samples (batch_size=None); num_workers=2 yields batches of 16 built
 by collate_graphs in the workers (the same collate for every method). The consumer touches one
@@ -27,6 +32,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import shutil
 import statistics
 import subprocess
@@ -35,16 +41,22 @@ import time
 from pathlib import Path
 
 import torch
-from torch.utils.data import DataLoader
+from torch.utils.data import DataLoader, IterableDataset
 
 from bench.loader_formats import ARRAYS, MappedIpc, NpzFiles, PtFiles, write_formats
+from bench.loader_peers import BUCKET, S3, peer_dataset, write_litdata, write_parquet, write_wds
 from gdl_data.loader import GeometryDataset, GeometryStream, collate_graphs, prefetch
 
-METHODS = ("stream", "plain", "cached", "map", "npz", "pt", "ipc")
+METHODS = ("stream", "plain", "cached", "map", "npz", "pt", "ipc", "litdata", "wds", "stream_s3", "litdata_s3",
+           "wds_s3")
 LABELS = {"stream": "GeometryStream (Parquet)", "plain": "GeometryStream (uncompressed)",
           "cached": "GeometryStream + decoded cache",
           "map": "GeometryDataset (Parquet)",
-          "npz": "(a) .npz per sample", "pt": "(b) .pt per sample", "ipc": "(c) Arrow IPC mmap"}
+          "npz": "(a) .npz per sample", "pt": "(b) .pt per sample", "ipc": "(c) Arrow IPC mmap",
+          "litdata": "LitData StreamingDataset", "wds": "WebDataset", "stream_s3": "S3: GeometryStream",
+          "litdata_s3": "S3: LitData", "wds_s3": "S3: WebDataset"}
+OURS = {"local": "stream", "s3": "stream_s3"}
+PEER_METHODS = {"local": ("litdata", "wds"), "s3": ("litdata_s3", "wds_s3")}
 BATCH = 16
 
 
@@ -52,6 +64,14 @@ def make_dataset(method: str, root: Path):
     columns = list(ARRAYS)
     if method == "plain":
         return GeometryStream(str(root / "parquet_plain"), columns=columns, shuffle=True, seed=0)
+    if method in ("litdata", "wds", "litdata_s3", "wds_s3"):
+        s3 = os.environ["AWS_ENDPOINT_URL"] if method.endswith("_s3") else None
+        return peer_dataset(method, root, s3, root / f"cache-{method}")
+    if method == "stream_s3":
+        cache = root / "cache-stream_s3"
+        shutil.rmtree(cache, ignore_errors=True)   # a new process starts cold: the first epoch downloads
+        return GeometryStream(f"s3://{BUCKET}/parquet", columns=columns, shuffle=True, seed=0,
+                              shard_cache=cache)
     if method in ("stream", "cached"):
         cache = None
         if method == "cached":
@@ -77,7 +97,7 @@ def touch(item) -> tuple[int, int]:
 
 def run_epochs(method: str, workers: int, root: Path, epochs: int, device: str = "cpu") -> dict:
     dataset = make_dataset(method, root)
-    shuffle = not isinstance(dataset, GeometryStream)   # map-style: a shuffling sampler
+    shuffle = not isinstance(dataset, IterableDataset)   # map-style: a shuffling sampler
     cuda = device.startswith("cuda")
     batch = BATCH if (workers or cuda) else None
     loader = DataLoader(dataset, batch_size=batch, shuffle=shuffle, num_workers=workers,
@@ -85,7 +105,7 @@ def run_epochs(method: str, workers: int, root: Path, epochs: int, device: str =
                         persistent_workers=workers > 0)
     seconds, samples, payload = [], 0, 0
     for epoch in range(epochs):
-        if isinstance(dataset, GeometryStream):
+        if hasattr(dataset, "set_epoch"):
             dataset.set_epoch(epoch)
         start, samples, payload = time.perf_counter(), 0, 0
         for item in (prefetch(loader, device) if cuda else loader):
@@ -115,7 +135,9 @@ def peak_rss(uri: str) -> dict:
 
 def in_child(task: dict) -> dict:
     out = subprocess.run([sys.executable, "-m", "bench.loader", "--child", json.dumps(task)],
-                         check=True, capture_output=True, text=True)
+                         capture_output=True, text=True)
+    if out.returncode:
+        raise RuntimeError(f"{task}: {out.stderr[-3000:]}")
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
@@ -127,7 +149,7 @@ def warm_page_cache(root: Path) -> None:
                     pass
 
 
-def main(argv=None) -> None:
+def parse(argv) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--samples", type=int, default=500)
     p.add_argument("--vertices", type=int, default=3000)
@@ -138,8 +160,29 @@ def main(argv=None) -> None:
     p.add_argument("--no-rss", action="store_true", help="skip the 4x dataset and the RSS runs")
     p.add_argument("--workers", default="0,2", help="num_workers values, comma-separated")
     p.add_argument("--device", default="cpu", help="cpu: touch pages; cuda: deliver to the GPU")
+    p.add_argument("--methods", default=",".join(METHODS), help="comma-separated, of: " + ", ".join(METHODS))
     p.add_argument("--child", help=argparse.SUPPRESS)
-    args = p.parse_args(argv)
+    return p.parse_args(argv)
+
+
+def convert_peers(root: Path, args: argparse.Namespace, methods: list[str]) -> dict[str, float]:
+    """Each peer's own writer over the same samples, once per data set; seconds (remembered)."""
+    marker = root / "peers.json"
+    params = {"samples": args.samples, "vertices": args.vertices, "k": args.k}
+    done = json.loads(marker.read_text()) if marker.exists() else {}
+    if done.get("params") != params:
+        done = {"params": params}
+    for name, write in (("litdata", write_litdata), ("wds", write_wds)):
+        if any(m.startswith(name) for m in methods) and name not in done:
+            done[name] = write(root, args.samples, args.vertices, args.k)
+    if "parquet" not in done:   # ours, timed alone: the same samples into a new dataset
+        done["parquet"] = write_parquet(root / "parquet_timed", args.samples, args.vertices, args.k)
+    marker.write_text(json.dumps(done))
+    return {k: v for k, v in done.items() if k != "params"}
+
+
+def main(argv=None) -> None:
+    args = parse(argv)
     if args.child:
         task = json.loads(args.child)
         result = peak_rss(task["uri"]) if "uri" in task else \
@@ -148,17 +191,30 @@ def main(argv=None) -> None:
         print(json.dumps(result))
         return
     root = Path(args.workdir).resolve()
+    methods = [m for m in args.methods.split(",") if m]
     t0 = time.perf_counter()
     write_formats(root, args.samples, args.vertices, args.k, copies=1 if args.no_rss else 4)
-    print(f"data ready in {time.perf_counter() - t0:.0f} s under {root}", flush=True)
+    conversions = convert_peers(root, args, methods)
+    print(f"data ready in {time.perf_counter() - t0:.0f} s under {root}; conversion of the "
+          f"{args.samples} samples by each writer: " +
+          ", ".join(f"{k} {v:.1f} s" for k, v in conversions.items()), flush=True)
+    remote = {m: {"stream_s3": "parquet", "litdata_s3": "litdata", "wds_s3": "wds"}[m] for m in methods
+              if m.endswith("_s3")}
+    s3 = S3(root, tuple(remote.values())) if remote else None
+    if s3:
+        print(f"moto S3 on {s3.endpoint}: every format uploaded in {s3.upload_seconds:.1f} s", flush=True)
     warm_page_cache(root)
     runs: dict[tuple[str, int], list[dict]] = {}
-    for _ in range(args.reps):   # interleaved, so load from other processes hits all alike
-        for workers in [int(w) for w in args.workers.split(",")]:
-            for method in METHODS:
-                task = {"method": method, "workers": workers, "root": str(root),
-                        "epochs": args.epochs, "device": args.device}
-                runs.setdefault((method, workers), []).append(in_child(task))
+    try:
+        for _ in range(args.reps):   # interleaved, so load from other processes hits all alike
+            for workers in [int(w) for w in args.workers.split(",")]:
+                for method in methods:
+                    task = {"method": method, "workers": workers, "root": str(root),
+                            "epochs": args.epochs, "device": args.device}
+                    runs.setdefault((method, workers), []).append(in_child(task))
+    finally:
+        if s3:
+            s3.close()
     report(runs)
     if not args.no_rss:
         for name, label in (("parquet", "1x"), ("parquet_x4", "4x")):
@@ -166,11 +222,12 @@ def main(argv=None) -> None:
             print(f"streaming, {label} dataset ({r['samples']} samples), one epoch in a new process: "
                   f"peak RSS {r['peak_mib']:.0f} MiB (before the epoch {r['before_mib']:.0f} MiB), "
                   f"{r['per_s']:.0f} samples/s")
-    print(f"total {time.perf_counter() - t0:.0f} s; torch {torch.__version__}; device {args.device}")
+    print(f"total {time.perf_counter() - t0:.0f} s; torch {torch.__version__}; device {args.device}; "
+          f"load average {' '.join(f'{x:.1f}' for x in os.getloadavg())}")
 
 
 def report(runs: dict[tuple[str, int], list[dict]]) -> None:
-    rows = {}
+    rows: dict[tuple[str, int], tuple[float, float, float]] = {}
     for (method, workers), results in runs.items():
         n, nbytes = results[0]["samples"], results[0]["bytes"]
         first = statistics.median(n / r["seconds"][0] for r in results)
@@ -179,9 +236,27 @@ def report(runs: dict[tuple[str, int], list[dict]]) -> None:
     print(f"\n{'method':28s} {'workers':>7s} {'first/s':>9s} {'steady/s':>9s} {'MB/s':>7s} "
           f"{'first÷(b)':>9s} {'steady÷(b)':>10s}")
     for (method, workers), (first, steady, mbs) in rows.items():
-        ref_first, ref_steady, _ = rows["pt", workers]
+        ref_first, ref_steady, _ = rows.get(("pt", workers), (float("nan"),) * 3)   # (b) not run: nan
         print(f"{LABELS[method]:28s} {workers:7d} {first:9.0f} {steady:9.0f} {mbs:7.0f} "
               f"{first / ref_first:9.2f} {steady / ref_steady:10.2f}")
+    compare_peers(rows)
+
+
+def compare_peers(rows: dict[tuple[str, int], tuple[float, float, float]]) -> None:
+    """Ours against the best peer (same place, same workers), and against the Arrow ceiling."""
+    workers_seen = sorted({w for _, w in rows})
+    print(f"\n{'where':6s} {'workers':>7s} {'first ÷ best peer':>18s} {'steady ÷ best peer':>19s} "
+          f"{'steady ÷ (c) ipc':>17s}")
+    for where, ours in OURS.items():
+        for workers in workers_seen:
+            peers = [rows[m, workers] for m in PEER_METHODS[where] if (m, workers) in rows]
+            if (ours, workers) not in rows or not peers:
+                continue
+            first, steady, _ = rows[ours, workers]
+            ceiling = rows.get(("ipc", workers))
+            print(f"{where:6s} {workers:7d} {first / max(p[0] for p in peers):18.2f} "
+                  f"{steady / max(p[1] for p in peers):19.2f} "
+                  f"{steady / ceiling[1] if ceiling else float('nan'):17.2f}")
 
 
 if __name__ == "__main__":

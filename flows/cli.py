@@ -79,7 +79,7 @@ def cmd_train(args) -> int:
     if _report("train", spec_problems(args.spec, check_source=False, kind="train")):
         return EXIT_USAGE
     from flows.train import train_flow
-    result = train_flow(args.spec, device=args.device)
+    result = train_flow(args.spec, device=args.device, processes=args.processes)
     print(json.dumps(result, indent=2, default=str))
     return EXIT_OK
 
@@ -171,6 +171,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("train", help="run a training spec (resumes from its last checkpoint)")
     p.add_argument("spec", help="training spec YAML")
     p.add_argument("--device", help="cpu, cuda, cuda:1 ...; default: cuda when available")
+    p.add_argument("--processes", type=int, metavar="N",
+                   help="data-parallel processes (gloo on CPU, one GPU each with NCCL); default: the spec's")
     p.set_defaults(func=cmd_train)
 
     p = sub.add_parser("serve", help="register deployments for specs with their schedules and serve them")

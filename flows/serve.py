@@ -49,7 +49,9 @@ def plan_deployments(paths: list[str]) -> list[DeploymentPlan]:
                             {"spec_path": s.spec_path,
                              "then": [f"gdl-train/{t.name}" for t in train if t.after == s.name]})
              for s in pre]
-    plans += [DeploymentPlan("train", t.name, t.spec_path, t.schedule, {"spec_path": t.spec_path})
+    # `processes` is a deployment parameter: a run started from the UI or API may ask for another N.
+    plans += [DeploymentPlan("train", t.name, t.spec_path, t.schedule,
+                             {"spec_path": t.spec_path, "processes": t.processes})
               for t in train]
     return plans
 

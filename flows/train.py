@@ -1,6 +1,8 @@
 """The training flow: a training spec run as one Prefect task, logs and artifacts in Prefect.
 
-The loop itself is `pipelines.training.train` (plain function, callable without a server).
+The loop itself is `pipelines.training.train` (plain function, callable without a server), run
+on `processes` data-parallel processes by `pipelines.train_launch.launch` (default: the spec's
+`processes`); a deployment asks for N with the parameter `processes`.
 The run's metrics table and its loss/metric plot are attached to the flow run as an artifact.
 """
 from __future__ import annotations
@@ -15,11 +17,11 @@ from prefect.cache_policies import NO_CACHE
 
 from pipelines.progress import ProgressReporter
 from pipelines.train_spec import load_train_spec
-from pipelines.training import train
+from pipelines.train_launch import launch
 
 
 @task(name="train", cache_policy=NO_CACHE)
-def train_task(spec_path: str, device: str | None) -> dict[str, Any]:
+def train_task(spec_path: str, device: str | None, processes: int | None = None) -> dict[str, Any]:
     logger = get_run_logger()
     spec = load_train_spec(spec_path)
     bar: list[ProgressReporter] = []
@@ -33,7 +35,7 @@ def train_task(spec_path: str, device: str | None) -> dict[str, Any]:
         bar[0].item_done()
 
     try:
-        return train(spec, device=device, progress=on_epoch)
+        return launch(spec, processes=processes, device=device, progress=on_epoch)
     finally:
         if bar:
             bar[0].close()
@@ -50,9 +52,10 @@ def _plot_markdown(run_folder: str) -> str:
 
 
 @flow(name="gdl-train")
-def train_flow(spec_path: str, device: str | None = None) -> dict[str, Any]:
-    """Train the spec's model on its dataset; resumes from the run's last checkpoint."""
-    result = train_task(spec_path, device)
+def train_flow(spec_path: str, device: str | None = None, processes: int | None = None) -> dict[str, Any]:
+    """Train the spec's model on its dataset on `processes` processes (None: the spec's);
+    resumes from the run's last checkpoint."""
+    result = train_task(spec_path, device, processes)
     lines = "\n".join(f"| {k} | {v} |" for k, v in result.items() if not isinstance(v, (dict, list)))
     create_markdown_artifact(
         f"# gdl train: {result.get('name')}\n\n| key | value |\n|---|---|\n{lines}\n\n"

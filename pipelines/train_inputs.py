@@ -4,15 +4,16 @@ from __future__ import annotations
 import hashlib
 import json
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Iterable
 
 import numpy as np
 import torch
-from torch.utils.data import DataLoader, Subset
+from torch.utils.data import DataLoader
 
 from gdl_data.errors import SpecError
 from gdl_data.loader import GeometryDataset, collate_graphs
 from gdl_data.loader.collate import NODE
+from gdl_data.loader.sampler import rank_part
 from gdl_data.models import get_model
 from gdl_data.models.features import columns_for
 from pipelines.train_spec import TrainSpec
@@ -92,9 +93,15 @@ class TrainingData:
     def out_channels(self) -> int:
         return len(self.classes) if self.classes is not None else 1
 
-    def loader(self, part: str, batch_size: int, *, generator: torch.Generator | None = None,
-               num_workers: int = 0, pin_memory: bool = False, spawn: bool = False) -> DataLoader | None:
-        """Batches of `part`; shuffled by `generator` (reseed it before each epoch), else in order.
+    def items(self, part: str) -> np.ndarray:
+        """Dataset indices of `part`: the split's samples, or the one graph split by nodes."""
+        return np.zeros(1, np.int64) if self.by_nodes else self.split[part]
+
+    def loader(self, part: str, batches: Iterable[list[int]] | None = None, *, batch_size: int = 16,
+               rank: int = 0, world_size: int = 1, num_workers: int = 0, pin_memory: bool = False,
+               spawn: bool = False) -> DataLoader | None:
+        """Batches of `part`: from `batches` (a batch sampler such as GlobalBatchSampler), else this
+        rank's contiguous part of the split in order, `batch_size` at a time.
 
         Built once per run: with workers they persist across epochs, keeping their decoded row
         groups cached (gdl_data/loader/map_dataset.py) instead of reading them again each epoch.
@@ -103,12 +110,23 @@ class TrainingData:
         """
         if len(self.split[part]) == 0:
             return None
-        indices = [0] if self.by_nodes else self.split[part].tolist()
-        return DataLoader(Subset(self.dataset, indices), batch_size=batch_size,
-                          shuffle=generator is not None and not self.by_nodes, generator=generator,
-                          collate_fn=collate_graphs, num_workers=num_workers, pin_memory=pin_memory,
-                          persistent_workers=num_workers > 0,
+        if batches is None:
+            items = self.items(part)
+            lo, hi = rank_part(len(items), world_size, rank)
+            batches = [items[i:min(i + batch_size, hi)].tolist() for i in range(lo, hi, batch_size)]
+        # Its own generator: DataLoader draws worker seeds from it, not from torch's global RNG,
+        # whose state a mid-epoch checkpoint restores for dropout.
+        return DataLoader(self.dataset, batch_sampler=batches, collate_fn=collate_graphs,
+                          generator=torch.Generator().manual_seed(0),
+                          num_workers=num_workers, pin_memory=pin_memory, persistent_workers=num_workers > 0,
                           multiprocessing_context="spawn" if spawn and num_workers > 0 else None)
+
+    def split_sample_ids(self) -> dict[str, list[str]] | None:
+        """The split as sample ids, which outlive row numbers (None when split by nodes)."""
+        if self.by_nodes:
+            return None
+        ids = self.dataset.source.store.scan(["sample_id"]).column("sample_id").to_pylist()
+        return {part: [ids[i] for i in items] for part, items in self.split.items()}
 
     def node_mask(self, part: str, batch: dict) -> torch.Tensor | None:
         """Rows of the model's output that belong to `part` (None: all rows of the batch)."""

@@ -7,11 +7,13 @@
     task: node_classification      # node_classification | graph_classification | graph_regression
     target: y                      # the label column: y, prop_<name>, or another stored column
     features: []                   # node input columns (x, values, pos, ...) or derived (hks)
-    split: {seed: 0, test: 0.2, val: 0.0}
+    split: {seed: 0, test: 0.2, val: 0.1}
     hyper: {lr: 0.01, weight_decay: 0.0005, batch_size: 16, hidden: 32}
     epochs: 200
     seed: 0                        # weights, shuffling and dropout; runs on CPU repeat exactly
     num_workers: 0                 # DataLoader worker processes
+    processes: 1                   # data-parallel training processes (DDP: gloo on CPU, NCCL on GPUs)
+    checkpoint_every: 0            # also checkpoint every this many steps (0: after each epoch only)
     output: ../runs/karate         # run root: checkpoints, metrics, lineage (folder or fsspec URI)
     schedule: {cron: "0 3 * * *"}  # optional, or {interval_seconds: 3600} (pipelines/schedule.py)
     after: demo-graphs             # optional: run after a successful preprocessing run of this spec
@@ -27,11 +29,18 @@ Keys:
 - `features`: per-node input channels, concatenated; `[]` gives the model no input beyond the
   geometry it reads itself (gcn: Laplacian encodings; schnet: atomic numbers).
 - `split`: `test` and `val` fractions of the samples (or nodes), drawn with `seed`, stratified
-  by class for classification. The held-out metric and the trivial baseline's use `test`.
+  by class for classification. `val` is evaluated every epoch (the curves to watch and to stop
+  on); `test` too, but it is the split the final held-out metric and the trivial baseline use.
+  Both splits are stored with the run (lineage.json: indices and sample ids).
 - `hyper`: the model's keyword arguments (gdl_data/models) plus `lr` (1e-3), `weight_decay`
-  (0), `batch_size` (16 samples) for Adam.
+  (0), `batch_size` (16 samples: the batch of all processes together) for Adam.
+- `processes`: N data-parallel processes on this machine (pipelines/train_launch.py); the
+  result equals one process's with the same `batch_size` up to float rounding.
+- `checkpoint_every`: a killed run resumes mid-epoch from its last checkpoint, on the same
+  batches and (CPU) to the same weights as an uninterrupted run (pipelines/training.py).
 Training resumes in `<output>/<name>-<hash>`, the hash taken over every key that changes the
-result (all but `epochs`, `num_workers`, `schedule`, `after`, `output`) and over the content of
+result (all but `epochs`, `num_workers`, `processes`, `checkpoint_every`, `schedule`, `after`,
+`output`) and over the content of
 the dataset (its shards' content hashes): re-running continues the same run, raising `epochs`
 extends it, a new dataset version with new samples starts a new run, and a version that only
 re-committed the same samples resumes the same run (its lineage names the newer version).
@@ -54,18 +63,21 @@ from pipelines.train_tasks import TASKS as TASK_DEFINITIONS
 
 TASKS = tuple(TASK_DEFINITIONS)
 TRAIN_KEYS = ("name", "dataset", "version", "model", "task", "target", "features", "split", "hyper",
-              "epochs", "seed", "num_workers", "output", "schedule", "after")
+              "epochs", "seed", "num_workers", "processes", "checkpoint_every", "output", "schedule", "after")
 SPLIT_KEYS = ("seed", "test", "val")
 OPTIMIZER_DEFAULTS = {"lr": 1e-3, "weight_decay": 0.0, "batch_size": 16}
 # Keys that never change the numbers of a run, so they stay out of its identity.
-NOT_IN_RUN_KEY = ("epochs", "num_workers", "schedule", "after", "output", "spec_path")
+# `processes` is one of them: the global batch is the same on any number of processes, so a run
+# may resume on another number (pipelines/training.py).
+NOT_IN_RUN_KEY = ("epochs", "num_workers", "processes", "checkpoint_every", "schedule", "after", "output",
+                  "spec_path")
 
 
 @dataclass(frozen=True)
 class Split:
     seed: int = 0
     test: float = 0.2
-    val: float = 0.0
+    val: float = 0.1
 
 
 @dataclass(frozen=True)
@@ -83,6 +95,8 @@ class TrainSpec:
     hyper: Mapping[str, Any] = field(default_factory=dict)
     seed: int = 0
     num_workers: int = 0
+    processes: int = 1
+    checkpoint_every: int = 0
     schedule: Schedule | None = None
     after: str | None = None
     spec_path: str | None = field(default=None, compare=False)
@@ -128,7 +142,7 @@ def _parse_split(raw: Any, where: str) -> Split:
     split = Split(seed=_number(where, "split.seed", raw.get("seed", 0), integer=True, low=0, example="0"),
                   test=_number(where, "split.test", raw.get("test", 0.2), integer=False, low=0, low_open=True,
                                high=1, example="0.2"),
-                  val=_number(where, "split.val", raw.get("val", 0.0), integer=False, low=0, high=1, example="0.1"))
+                  val=_number(where, "split.val", raw.get("val", 0.1), integer=False, low=0, high=1, example="0.1"))
     if split.test + split.val >= 1:
         raise SpecError(f"{where}: split.test + split.val must leave samples to train on, "
                         f"got {split.test} + {split.val}; e.g. split: {{test: 0.2, val: 0.1}}")
@@ -186,6 +200,9 @@ def parse_train_spec(raw: Mapping[str, Any], *, base_dir: str = ".", where: str 
         seed=get(lambda: _number(where, "seed", raw.get("seed", 0), integer=True, low=0, example="0")),
         num_workers=get(lambda: _number(where, "num_workers", raw.get("num_workers", 0), integer=True, low=0,
                                         example="2")),
+        processes=get(lambda: _number(where, "processes", raw.get("processes", 1), integer=True, low=1, example="2")),
+        checkpoint_every=get(lambda: _number(where, "checkpoint_every", raw.get("checkpoint_every", 0), integer=True,
+                                             low=0, example="100")),
         schedule=get(lambda: parse_schedule(raw.get("schedule"), where)),
         after=get(lambda: _string(raw, "after", where, "demo-graphs", required=False)),
     )

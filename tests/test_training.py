@@ -165,3 +165,43 @@ def test_training_specs_say_what_to_write_instead(tmp_path):
                                          "task": "node_classification", "target": "y", "output": "../runs"}))
     spec = load_train_spec(str(spec_file))
     assert spec.dataset == str(tmp_path / "karate") and spec.output == str(tmp_path / "runs")
+
+
+def test_a_kill_between_the_metrics_row_and_the_checkpoint_loses_no_row(tmp_path, monkeypatch):
+    """Issue 12: the row is written first; the epoch it describes is re-trained and its row rewritten."""
+    from pipelines.train_run import RunFolder
+    _toy_molecules(str(tmp_path / "mols"))
+    real_save = RunFolder.save_checkpoint
+
+    def killed_at_epoch_two(folder, state, *args):
+        if state["epoch"] == 2 and state["mid"] is None:
+            raise _Interrupt()   # as if SIGKILL landed after metrics.parquet, before last.pt
+        real_save(folder, state, *args)
+    monkeypatch.setattr(RunFolder, "save_checkpoint", killed_at_epoch_two)
+    with pytest.raises(_Interrupt):
+        train(_molecule_spec(tmp_path, epochs=4))
+    run = next((tmp_path / "runs").glob("oxygens-*"))
+    assert [r["epoch"] for r in pq.read_table(run / "metrics.parquet").to_pylist()] == [1, 2]
+    monkeypatch.setattr(RunFolder, "save_checkpoint", real_save)
+    seen = []
+    train(_molecule_spec(tmp_path, epochs=4), progress=seen.append)
+    assert [r["epoch"] for r in seen] == [2, 3, 4]
+    assert [r["epoch"] for r in pq.read_table(run / "metrics.parquet").to_pylist()] == [1, 2, 3, 4]
+
+
+def test_a_validation_split_by_default_and_the_splits_stored_with_the_run(tmp_path):
+    """Issue 13: val is drawn by default (10 %), evaluated every epoch; lineage keeps the split."""
+    _karate_dataset(str(tmp_path / "karate"))
+    result = train(_karate_spec(tmp_path, epochs=3))
+    assert result["val_metric"] is not None and 0 <= result["val_metric"] <= 1
+    lineage = yaml.safe_load(open(f"{result['run']}/lineage.json"))
+    split = {k: set(v) for k, v in lineage["split"].items()}
+    assert len(split["val"]) == 4 and len(split["test"]) == 6     # per faction of 17: round(1.7), round(3.4)
+    assert split["train"] | split["val"] | split["test"] == set(range(34))
+    assert not (split["train"] & split["val"] or split["train"] & split["test"] or split["val"] & split["test"])
+    _toy_molecules(str(tmp_path / "mols"))
+    result = train(_molecule_spec(tmp_path, epochs=1))
+    lineage = yaml.safe_load(open(f"{result['run']}/lineage.json"))
+    ids = lineage["split_sample_ids"]
+    assert {k: len(v) for k, v in ids.items()} == {k: len(v) for k, v in lineage["split"].items()}
+    assert ids["val"] == [f"s0-m{i}" for i in lineage["split"]["val"]]   # the rows' own ids

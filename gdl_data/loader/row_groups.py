@@ -12,11 +12,17 @@ import os
 from dataclasses import dataclass
 from typing import Any, Sequence
 
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+from fsspec.implementations.local import LocalFileSystem
 
 from gdl_data.loader.decoded_cache import DecodedCache, writable_view
+from gdl_data.loader.shard_cache import Prefetcher, ShardCache
 from gdl_data.loader.tensors import sample_tensors
 from gdl_data.params import Integer, check_value
 from storage import StoredDataset
+from storage.fs import resolve
 
 
 @dataclass(frozen=True)
@@ -56,14 +62,42 @@ class RowGroupSource:
         version: version to read; None: the current one at construction time.
         columns: logical column names to read (None: all stored columns).
         cache_dir: local folder for decoded row groups (decoded_cache.py); None: no cache.
+        shard_cache: local folder for whole shards of a remote dataset (shard_cache.py), at most
+            `shard_cache_bytes` of them; ignored for a local dataset. None: ranged reads.
     """
 
     def __init__(self, uri: str, version: int | None = None, columns: Sequence[str] | None = None,
-                 cache_dir: str | os.PathLike | None = None):
+                 cache_dir: str | os.PathLike | None = None, shard_cache: str | os.PathLike | None = None,
+                 shard_cache_bytes: int = 8 << 30):
         self.store = StoredDataset(uri, version)
         self.columns = check_columns(self.store, columns)
         self.groups = self._list_groups()
         self.cache = None if cache_dir is None else DecodedCache(cache_dir, self.store, self.columns)
+        self._pid = os.getpid()
+        remote = not isinstance(self.store.fs, LocalFileSystem)
+        self.shards = ShardCache(shard_cache, self.store, check_int("shard_cache_bytes", shard_cache_bytes, 1)) \
+            if shard_cache is not None and remote else None
+
+    def prefetcher(self, shards: Sequence[int], ahead: int) -> Prefetcher | None:
+        """Downloads of the shards a worker will read, `ahead` beyond the current (shard cache only)."""
+        return Prefetcher(self.shards, shards, ahead) if self.shards is not None and ahead else None
+
+    def own_filesystem(self) -> None:
+        """A forked DataLoader worker inherits the parent's filesystem object; s3fs and other
+        async filesystems refuse to run in a fork ("not fork-safe"), so a worker gets its own
+        (fsspec's instance cache is per process)."""
+        if os.getpid() != self._pid:
+            self.store.fs = resolve(self.store.uri)[0]
+            self._pid = os.getpid()
+
+    def _read_group(self, group: RowGroup) -> pa.Table:
+        self.own_filesystem()
+        if self.shards is None:
+            return self.store.read_row_group(group.shard, group.group, self.columns)
+        with self.shards.open(group.shard) as path:
+            pf = pq.ParquetFile(path, memory_map=True, metadata=self.store.footer(group.shard))
+            return pf.read_row_group(group.group, columns=self.store.parquet_columns(self.columns),
+                                     use_threads=False)
 
     def _list_groups(self) -> list[RowGroup]:
         groups, start = [], 0
@@ -87,7 +121,7 @@ class RowGroupSource:
         """Samples `lo .. hi-1` of a row group (positions inside the group) as tensor dicts."""
         cached = self.cache.load(group.shard, group.group) if self.cache else None
         if cached is None:
-            table, mapping = self.store.read_row_group(group.shard, group.group, self.columns), None
+            table, mapping = self._read_group(group), None
             if self.cache:
                 self.cache.save(group.shard, group.group, table)
         else:

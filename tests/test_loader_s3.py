@@ -1,0 +1,102 @@
+"""Issue 14: streaming a dataset from S3 (a real moto server on loopback) through the bounded
+local shard cache: same bytes as the local copy, the size limit held, shared by concurrent ranks
+and workers, nothing downloaded twice when the cache holds the dataset."""
+import itertools
+import os
+import socket
+import subprocess
+import sys
+
+import pytest
+from torch.utils.data import DataLoader
+
+from gdl_data.loader import GeometryStream
+from gdl_data.loader.shard_cache import ShardCache
+from loader_samples import assert_same_sample, make_dataset
+from servers import free_port, stop, wait_until
+
+COUNT = 40   # 8 shards of 5 samples
+
+
+@pytest.fixture(scope="module")
+def s3_dataset(tmp_path_factory):
+    port = free_port()
+    proc = subprocess.Popen([sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    endpoint = f"http://127.0.0.1:{port}"
+    env = {"AWS_ACCESS_KEY_ID": "test", "AWS_SECRET_ACCESS_KEY": "test", "AWS_DEFAULT_REGION": "us-east-1",
+           "AWS_ENDPOINT_URL": endpoint, "FSSPEC_S3_ENDPOINT_URL": endpoint}
+    old = {k: os.environ.get(k) for k in env}
+    os.environ.update(env)   # DataLoader workers inherit them
+    try:
+        wait_until(lambda: socket.create_connection(("127.0.0.1", port), timeout=0.5).close(), 30, "moto server")
+        import s3fs
+        s3fs.S3FileSystem(client_kwargs={"endpoint_url": endpoint}).mkdir("gdl-loader")
+        rows = make_dataset("s3://gdl-loader/ds", COUNT, shard_sizes=(5,), row_group_size=2)
+        yield "s3://gdl-loader/ds", {r["sample_id"]: r for r in rows}
+    finally:
+        stop(proc)
+        import s3fs
+        # fsspec caches filesystem instances: one bound to this server must not serve later tests
+        s3fs.S3FileSystem.clear_instance_cache()
+        for k, v in old.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+
+
+def shard_bytes(stream):
+    store = stream.source.store
+    return [store.fs.size(store.shard_path(i)) for i in range(len(store.manifest["shards"]))]
+
+
+def test_a_stream_from_s3_keeps_its_shard_cache_within_the_limit(s3_dataset, tmp_path):
+    uri, rows = s3_dataset
+    probe = GeometryStream(uri)
+    limit = 3 * max(shard_bytes(probe))                      # room for 3 of the 8 shards
+    stream = GeometryStream(uri, shuffle=True, seed=2, shard_cache=tmp_path / "shards",
+                            shard_cache_bytes=limit, prefetch_shards=1)
+    cache = stream.source.shards
+    seen = []
+    for sample in stream:
+        assert cache.cached_bytes() <= limit
+        assert_same_sample(sample, rows[sample["sample_id"]])
+        seen.append(sample["sample_id"])
+    assert sorted(seen) == sorted(rows)
+    assert cache.downloads >= 8 and cache.cached_bytes() <= limit
+    assert not list((tmp_path / "shards").glob(".*.tmp"))
+
+
+@pytest.mark.filterwarnings("ignore:This DataLoader will create")
+def test_two_ranks_with_two_workers_each_share_one_cache_and_download_nothing_twice(s3_dataset, tmp_path):
+    uri, rows = s3_dataset
+    folder = tmp_path / "shards"
+
+    def loaders():
+        streams = [GeometryStream(uri, columns=["sample_id", "pos"], shuffle=True, seed=1, rank=r,
+                                  world_size=2, shard_cache=folder, prefetch_shards=2) for r in range(2)]
+        return [DataLoader(s, batch_size=None, num_workers=2) for s in streams]
+
+    def epoch():   # both ranks' workers (4 processes) read at once, from one cache folder
+        seen = []
+        for a, b in itertools.zip_longest(*loaders()):
+            seen += [s["sample_id"] for s in (a, b) if s is not None]
+        return seen
+
+    assert sorted(epoch()) == sorted(rows)
+    files = {p.name: p.stat().st_ino for p in folder.glob("*.parquet")}
+    assert len(files) == 8                                   # each shard once: the default limit holds them all
+    assert sorted(epoch()) == sorted(rows)
+    assert {p.name: p.stat().st_ino for p in folder.glob("*.parquet")} == files   # none fetched again
+
+
+def test_a_shard_whose_bytes_changed_after_commit_is_refused(s3_dataset, tmp_path):
+    uri, _ = s3_dataset
+    stream = GeometryStream(uri, shard_cache=tmp_path / "shards")
+    entry = stream.source.store.manifest["shards"][0]
+    if "sha256" not in entry:
+        pytest.fail("the writer records each shard's sha256 in the manifest")
+    entry["sha256"] = "0" * 64
+    with pytest.raises(ValueError, match="do not match the manifest's sha256"):
+        ShardCache(tmp_path / "other", stream.source.store, 1 << 30).fetch(0)
