@@ -86,7 +86,7 @@ def _frames_sphere(sample, p) -> float:
     return 240 * _n(sample)                        # frames (72n) and the spherical basis' parts
 
 
-@FRAMES.estimate("mesh", advice="write a smaller knn (now {knn})")
+@FRAMES.estimate("mesh", advice="on point clouds, write a smaller knn (now {knn})")
 def _frames_mesh(sample, p) -> float:
     n, f = _n(sample), _faces(sample)
     if not f:                                      # PCA over knn neighbours, then the kNN MST
