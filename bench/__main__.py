@@ -12,7 +12,6 @@ MODULES = [          # add a benchmark module here
     "bench.loader",
     "bench.reference_models",
     "bench.scale",
-    "bench.scale_samples",
     "bench.shared",
 ]
 

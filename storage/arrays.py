@@ -189,6 +189,27 @@ def _widen(raw: np.ndarray, offsets: np.ndarray, stored: np.dtype,
     return wide.view(np.uint8), (offsets.astype(np.int64) - offsets[0]) // stored.itemsize * dtype.itemsize
 
 
+def widen_table(table: pa.Table) -> pa.Table:
+    """`table` with every narrowed tensor column (`gdl.stored_dtype`) rewritten in its contract
+    dtype, so that a copy of it (the loader's decoded cache) decodes with no copy at all."""
+    for index, field in enumerate(table.schema):
+        meta = dict(field.metadata or {})
+        if STORED_DTYPE not in meta:
+            continue
+        stored, dtype = np.dtype(meta.pop(STORED_DTYPE).decode()), np.dtype(meta[b"gdl.dtype"].decode())
+        chunks = []
+        for chunk in table.column(index).chunks:
+            validity, offsets_buf, values_buf = chunk.buffers()
+            offsets = np.frombuffer(offsets_buf, np.int32, count=len(chunk) + 1 + chunk.offset)[chunk.offset:]
+            raw = np.frombuffer(values_buf, np.uint8) if values_buf is not None else np.empty(0, np.uint8)
+            wide, new_offsets = _widen(raw, offsets, stored, dtype) if len(raw) else (raw, offsets - offsets[0])
+            chunks.append(pa.Array.from_buffers(pa.binary(), len(chunk), [
+                chunk.buffers()[0] if chunk.null_count else None,
+                pa.py_buffer(np.ascontiguousarray(new_offsets, np.int32)), pa.py_buffer(wide)]))
+        table = table.set_column(index, field.with_metadata(meta), pa.chunked_array(chunks, pa.binary()))
+    return table
+
+
 def _validity(array: pa.Array) -> np.ndarray:
     """Boolean validity of each slot, from the bitmap (no pyarrow.compute)."""
     if array.null_count == 0:

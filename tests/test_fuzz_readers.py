@@ -68,7 +68,9 @@ def test_mutated_real_files_of_every_format_give_a_row_or_an_error_row(tmp_path,
     covered = {os.path.splitext(p.removesuffix(".gz"))[1] + (".gz" if p.endswith(".gz") else "")
                for paths in seeds.values() for p in paths}
     for domain in seeds:
-        assert set(supported_extensions(domain)) - covered <= {".sd", ".ent", ".fit"}, domain  # aliases
+        # aliases, and the signals layout (a table beside a domain file: tests/test_shared_geometry.py)
+        signals = {e for e in supported_extensions(domain) if e.startswith(".signals.")}
+        assert set(supported_extensions(domain)) - covered - signals <= {".sd", ".ent", ".fit"}, domain
     cases = make_cases(seeds, str(tmp_path / "cases"), PER_SEED)
     assert len(cases) >= 200
     (tmp_path / "cases.json").write_text(json.dumps(cases))

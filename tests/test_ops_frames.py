@@ -151,7 +151,7 @@ def test_frames_refused_at_parse_time_for_molecules_and_graphs(domain, words):
         get_op("frames").parse_params({}, domain)
 
 
-@pytest.mark.parametrize("raw, words", [({"weighting": "cotan"}, "'area' or 'angle'"),
+@pytest.mark.parametrize("raw, words", [({"weighting": "cotan"}, "'area', 'angle', 'uniform'"),
                                         ({"knn": 2}, "knn must be an integer"),
                                         ({"orient": "up"}, "'mst' or 'centroid'"),
                                         ({"tangent_rule": "mine"}, "remove it")])

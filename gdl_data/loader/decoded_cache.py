@@ -25,6 +25,7 @@ import numpy as np
 import pyarrow as pa
 
 from storage import StoredDataset
+from storage.arrays import widen_table
 
 LAYOUT = "gdl-decoded-1"   # change when the cached bytes' meaning changes
 
@@ -70,6 +71,9 @@ class DecodedCache:
         return table, np.frombuffer(mapping, dtype=np.uint8)
 
     def save(self, shard: int, group: int, table: pa.Table) -> None:
+        """Write a row group as decoded arrays in the contract's dtypes (narrowed columns widened
+        here, once), so that every later hit is a view into the file's mapping."""
+        table = widen_table(table)
         final = self.path(shard, group)
         tmp = final.with_name(f".{final.name}.{uuid.uuid4().hex}.tmp")
         with pa.OSFile(str(tmp), "wb") as sink:
