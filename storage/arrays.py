@@ -182,8 +182,8 @@ def _widen(raw: np.ndarray, offsets: np.ndarray, stored: np.dtype,
     """The values between offsets[0] and offsets[-1] as `dtype` bytes, and their new offsets.
     Every value of a column has the same stored dtype, so offsets are multiples of its size."""
     narrow = raw[offsets[0]:offsets[-1]].view(stored)
-    # Into pyarrow's memory pool, as the Parquet decoder's own buffers: it keeps freed pages for
-    # the next row group, where fresh malloc'd memory was page-faulted in for every one.
+    # From pyarrow's memory pool, like the Parquet decoder's own buffers, so that a freed row
+    # group's pages serve the next one instead of fresh pages from the kernel.
     wide = np.frombuffer(pa.allocate_buffer(narrow.size * dtype.itemsize), dtype)
     np.copyto(wide, narrow, casting="safe")
     return wide.view(np.uint8), (offsets.astype(np.int64) - offsets[0]) // stored.itemsize * dtype.itemsize
