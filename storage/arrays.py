@@ -189,6 +189,35 @@ def _widen(raw: np.ndarray, offsets: np.ndarray, stored: np.dtype,
     return wide.view(np.uint8), (offsets.astype(np.int64) - offsets[0]) // stored.itemsize * dtype.itemsize
 
 
+def widen_table(table: pa.Table) -> pa.Table:
+    """The table with every narrowed tensor column widened back to its dtype (`gdl.stored_dtype`
+    dropped), so that decoding it, or a copy of it kept elsewhere (the loader's decoded cache),
+    is zero-copy again. One copy of those columns; the others are untouched."""
+    fields, columns = list(table.schema), list(table.columns)
+    for j, f in enumerate(fields):
+        meta = dict(f.metadata or {})
+        if STORED_DTYPE not in meta:
+            continue
+        stored, dtype = np.dtype(meta.pop(STORED_DTYPE).decode()), np.dtype(meta[b"gdl.dtype"].decode())
+        columns[j] = pa.chunked_array([_widen_chunk(c, stored, dtype) for c in columns[j].chunks], pa.binary())
+        fields[j] = f.with_metadata(meta)
+    return pa.Table.from_arrays(columns, schema=pa.schema(fields, table.schema.metadata))
+
+
+def _widen_chunk(chunk: pa.Array, stored: np.dtype, dtype: np.dtype) -> pa.Array:
+    offsets = np.frombuffer(chunk.buffers()[1], np.int32, count=len(chunk) + 1 + chunk.offset)[chunk.offset:]
+    values = chunk.buffers()[2]
+    raw = np.frombuffer(values, np.uint8) if values is not None else np.empty(0, np.uint8)
+    wide, new_offsets = _widen(raw, offsets, stored, dtype)
+    if new_offsets[-1] > np.iinfo(np.int32).max:
+        raise ValueError("a row group's widened column exceeds 2 GiB; write smaller row groups")
+    validity = None
+    if chunk.null_count:
+        validity = pa.py_buffer(np.packbits(_validity(chunk), bitorder="little"))
+    return pa.Array.from_buffers(pa.binary(), len(chunk), [validity, pa.py_buffer(new_offsets.astype(np.int32)),
+                                                          pa.py_buffer(wide)], chunk.null_count)
+
+
 def _validity(array: pa.Array) -> np.ndarray:
     """Boolean validity of each slot, from the bitmap (no pyarrow.compute)."""
     if array.null_count == 0:
