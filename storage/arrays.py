@@ -196,7 +196,7 @@ def widen_table(table: pa.Table) -> pa.Table:
     fields, columns = list(table.schema), list(table.columns)
     for j, f in enumerate(fields):
         meta = dict(f.metadata or {})
-        if STORED_DTYPE not in meta:
+        if STORED_DTYPE not in meta or meta.get(b"gdl.encoding") != b"tensor":
             continue
         stored, dtype = np.dtype(meta.pop(STORED_DTYPE).decode()), np.dtype(meta[b"gdl.dtype"].decode())
         columns[j] = pa.chunked_array([_widen_chunk(c, stored, dtype) for c in columns[j].chunks], pa.binary())
