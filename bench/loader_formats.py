@@ -43,7 +43,7 @@ def mesh_arrays(i: int, vertices: int, k: int) -> dict[str, np.ndarray]:
 
 def write_formats(root: Path, samples: int, vertices: int, k: int, copies: int) -> dict:
     """Write every format under `root` (once: a marker remembers the parameters)."""
-    params = {"samples": samples, "vertices": vertices, "k": k, "copies": copies, "layout": 3,
+    params = {"samples": samples, "vertices": vertices, "k": k, "copies": copies, "layout": 4,
               "storage": [COMPRESSION, NARROW, COMPRESS_BELOW]}   # new defaults: write again
     marker = root / "params.json"
     if marker.exists() and json.loads(marker.read_text()) == params:

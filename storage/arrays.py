@@ -182,32 +182,40 @@ def _widen(raw: np.ndarray, offsets: np.ndarray, stored: np.dtype,
     """The values between offsets[0] and offsets[-1] as `dtype` bytes, and their new offsets.
     Every value of a column has the same stored dtype, so offsets are multiples of its size."""
     narrow = raw[offsets[0]:offsets[-1]].view(stored)
-    # Into pyarrow's memory pool, as the Parquet decoder's own buffers: it keeps freed pages for
-    # the next row group, where fresh malloc'd memory was page-faulted in for every one.
+    # From pyarrow's memory pool, like the Parquet decoder's own buffers, so that a freed row
+    # group's pages serve the next one instead of fresh pages from the kernel.
     wide = np.frombuffer(pa.allocate_buffer(narrow.size * dtype.itemsize), dtype)
     np.copyto(wide, narrow, casting="safe")
     return wide.view(np.uint8), (offsets.astype(np.int64) - offsets[0]) // stored.itemsize * dtype.itemsize
 
 
 def widen_table(table: pa.Table) -> pa.Table:
-    """`table` with every narrowed tensor column (`gdl.stored_dtype`) rewritten in its contract
-    dtype, so that a copy of it (the loader's decoded cache) decodes with no copy at all."""
-    for index, field in enumerate(table.schema):
-        meta = dict(field.metadata or {})
-        if STORED_DTYPE not in meta:
+    """The table with every narrowed tensor column widened back to its dtype (`gdl.stored_dtype`
+    dropped), so that decoding it, or a copy of it kept elsewhere (the loader's decoded cache),
+    is zero-copy again. One copy of those columns; the others are untouched."""
+    fields, columns = list(table.schema), list(table.columns)
+    for j, f in enumerate(fields):
+        meta = dict(f.metadata or {})
+        if STORED_DTYPE not in meta or meta.get(b"gdl.encoding") != b"tensor":
             continue
         stored, dtype = np.dtype(meta.pop(STORED_DTYPE).decode()), np.dtype(meta[b"gdl.dtype"].decode())
-        chunks = []
-        for chunk in table.column(index).chunks:
-            validity, offsets_buf, values_buf = chunk.buffers()
-            offsets = np.frombuffer(offsets_buf, np.int32, count=len(chunk) + 1 + chunk.offset)[chunk.offset:]
-            raw = np.frombuffer(values_buf, np.uint8) if values_buf is not None else np.empty(0, np.uint8)
-            wide, new_offsets = _widen(raw, offsets, stored, dtype) if len(raw) else (raw, offsets - offsets[0])
-            chunks.append(pa.Array.from_buffers(pa.binary(), len(chunk), [
-                chunk.buffers()[0] if chunk.null_count else None,
-                pa.py_buffer(np.ascontiguousarray(new_offsets, np.int32)), pa.py_buffer(wide)]))
-        table = table.set_column(index, field.with_metadata(meta), pa.chunked_array(chunks, pa.binary()))
-    return table
+        columns[j] = pa.chunked_array([_widen_chunk(c, stored, dtype) for c in columns[j].chunks], pa.binary())
+        fields[j] = f.with_metadata(meta)
+    return pa.Table.from_arrays(columns, schema=pa.schema(fields, table.schema.metadata))
+
+
+def _widen_chunk(chunk: pa.Array, stored: np.dtype, dtype: np.dtype) -> pa.Array:
+    offsets = np.frombuffer(chunk.buffers()[1], np.int32, count=len(chunk) + 1 + chunk.offset)[chunk.offset:]
+    values = chunk.buffers()[2]
+    raw = np.frombuffer(values, np.uint8) if values is not None else np.empty(0, np.uint8)
+    wide, new_offsets = _widen(raw, offsets, stored, dtype)
+    if new_offsets[-1] > np.iinfo(np.int32).max:
+        raise ValueError("a row group's widened column exceeds 2 GiB; write smaller row groups")
+    validity = None
+    if chunk.null_count:
+        validity = pa.py_buffer(np.packbits(_validity(chunk), bitorder="little"))
+    return pa.Array.from_buffers(pa.binary(), len(chunk), [validity, pa.py_buffer(new_offsets.astype(np.int32)),
+                                                          pa.py_buffer(wide)], chunk.null_count)
 
 
 def _validity(array: pa.Array) -> np.ndarray:

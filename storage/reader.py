@@ -16,7 +16,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from storage.arrays import META_KEYS, SHAPE_SUFFIX, ColumnInfo, decode_column
+from storage.arrays import META_KEYS, SHAPE_SUFFIX, ColumnInfo, decode_column, widen_table
 from fsspec.implementations.local import LocalFileSystem
 
 from storage.fs import join, resolve
@@ -128,19 +128,20 @@ class StoredDataset:
         return [footer.row_group(g).num_rows for g in range(footer.num_row_groups)]
 
     def read_row_group(self, shard: int, group: int, columns: Sequence[str] | None = None) -> pa.Table:
-        """One row group of a shard (logical column names; None: all), undecoded."""
+        """One row group of a shard (logical column names; None: all), undecoded, narrowed int
+        columns widened back (storage/arrays.py widen_table)."""
         pf = self._parquet_file(shard)
         try:
-            return pf.read_row_group(group, columns=self.row_columns(shard, columns), use_threads=False)
+            return widen_table(pf.read_row_group(group, columns=self.row_columns(shard, columns), use_threads=False))
         finally:
             pf.close()
 
     def read_shard(self, shard: int, columns: Sequence[str] | None = None) -> pa.Table:
         physical = self.row_columns(shard, columns)
         if isinstance(self.fs, LocalFileSystem):
-            return pq.read_table(self.shard_path(shard), columns=physical, memory_map=True)
+            return widen_table(pq.read_table(self.shard_path(shard), columns=physical, memory_map=True))
         with self.fs.open(self.shard_path(shard), "rb") as fh:
-            return pq.read_table(fh, columns=physical)
+            return widen_table(pq.read_table(fh, columns=physical))
 
     def decode(self, table: pa.Table, columns: Sequence[str] | None = None) -> list[dict[str, Any]]:
         """Rows of a shard table as dicts of numpy arrays (nulls, i.e. absent columns, omitted),
