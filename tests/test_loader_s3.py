@@ -2,10 +2,6 @@
 local shard cache: same bytes as the local copy, the size limit held, shared by concurrent ranks
 and workers, nothing downloaded twice when the cache holds the dataset."""
 import itertools
-import os
-import socket
-import subprocess
-import sys
 
 import pytest
 from torch.utils.data import DataLoader
@@ -13,37 +9,18 @@ from torch.utils.data import DataLoader
 from gdl_data.loader import GeometryStream
 from gdl_data.loader.shard_cache import ShardCache
 from loader_samples import assert_same_sample, make_dataset
-from servers import free_port, stop, wait_until
+from servers import moto_server
 
 COUNT = 40   # 8 shards of 5 samples
 
 
 @pytest.fixture(scope="module")
 def s3_dataset(tmp_path_factory):
-    port = free_port()
-    proc = subprocess.Popen([sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    endpoint = f"http://127.0.0.1:{port}"
-    env = {"AWS_ACCESS_KEY_ID": "test", "AWS_SECRET_ACCESS_KEY": "test", "AWS_DEFAULT_REGION": "us-east-1",
-           "AWS_ENDPOINT_URL": endpoint, "FSSPEC_S3_ENDPOINT_URL": endpoint}
-    old = {k: os.environ.get(k) for k in env}
-    os.environ.update(env)   # DataLoader workers inherit them
-    try:
-        wait_until(lambda: socket.create_connection(("127.0.0.1", port), timeout=0.5).close(), 30, "moto server")
+    with moto_server() as endpoint:   # DataLoader workers inherit its environment
         import s3fs
         s3fs.S3FileSystem(client_kwargs={"endpoint_url": endpoint}).mkdir("gdl-loader")
         rows = make_dataset("s3://gdl-loader/ds", COUNT, shard_sizes=(5,), row_group_size=2)
         yield "s3://gdl-loader/ds", {r["sample_id"]: r for r in rows}
-    finally:
-        stop(proc)
-        import s3fs
-        # fsspec caches filesystem instances: one bound to this server must not serve later tests
-        s3fs.S3FileSystem.clear_instance_cache()
-        for k, v in old.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
 
 
 def shard_bytes(stream):

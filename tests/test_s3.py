@@ -1,9 +1,6 @@
 """Issue 4: `source:` and `output:` as s3:// URIs, against a real S3-compatible server process
 (moto in server mode) on loopback."""
 import os
-import socket
-import subprocess
-import sys
 
 import numpy as np
 import pytest
@@ -12,31 +9,15 @@ import trimesh
 from gdl_data import open_dataset
 from pipelines.execute import run_pipeline
 from pipelines.spec import parse_spec
-from servers import free_port, stop, wait_until
+from servers import moto_server
 
 pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(scope="module")
 def s3_server():
-    port = free_port()
-    proc = subprocess.Popen([sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    endpoint = f"http://127.0.0.1:{port}"
-    env = {"AWS_ACCESS_KEY_ID": "test", "AWS_SECRET_ACCESS_KEY": "test", "AWS_DEFAULT_REGION": "us-east-1",
-           "AWS_ENDPOINT_URL": endpoint, "FSSPEC_S3_ENDPOINT_URL": endpoint}
-    old = {k: os.environ.get(k) for k in env}
-    os.environ.update(env)  # Dask workers started later inherit these
-    try:
-        wait_until(lambda: socket.create_connection(("127.0.0.1", port), timeout=0.5).close(), 30, "moto server")
+    with moto_server() as endpoint:   # Dask workers started later inherit its environment
         yield endpoint
-    finally:
-        stop(proc)
-        for k, v in old.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
 
 
 def test_reads_sources_from_and_writes_a_dataset_to_s3(tmp_path, s3_server):

@@ -20,6 +20,7 @@ from gdl_data.models import build_model
 from pipelines.train_spec import load_train_spec, parse_train_spec
 from pipelines.training import train
 from storage import commit_version, write_shard
+from training_samples import toy_molecules
 
 
 @pytest.fixture(autouse=True)
@@ -41,24 +42,6 @@ def _karate_dataset(uri):
            "evals": evals[:6].astype(np.float32), "evecs": evecs[:, :6].astype(np.float32),
            "y": np.array([graph.nodes[i]["club"] for i in graph.nodes])}   # 'Mr. Hi' / 'Officer'
     commit_version(uri, [write_shard(uri, [row])], [])
-
-
-def _toy_molecules(uri, count=24, seed=0):
-    """Random 'molecules'; the target counts their oxygens, which a sum over atoms can learn."""
-    rng = np.random.default_rng(seed)
-    rows = []
-    for i in range(count):
-        n = int(rng.integers(4, 9))
-        z = rng.choice([1, 6, 8], size=n)
-        pos = rng.normal(scale=1.2, size=(n, 3))
-        dist = np.linalg.norm(pos[:, None] - pos[None], axis=-1)
-        src, dst = np.nonzero((dist < 3.0) & ~np.eye(n, dtype=bool))
-        rows.append({"sample_id": f"s{seed}-m{i}", "source": f"toy.sdf#{i}", "domain": "molecule",
-                     "pos": pos.astype(np.float32), "z": z.astype(np.int64),
-                     "edge_index": np.stack([src, dst]).astype(np.int64),
-                     "edge_dist": dist[src, dst].astype(np.float32),
-                     "prop_oxygens": np.float64((z == 8).sum())})
-    commit_version(uri, [write_shard(uri, rows[:count // 2]), write_shard(uri, rows[count // 2:])], [])
 
 
 def _karate_spec(tmp_path, **overrides):
@@ -106,7 +89,7 @@ def test_gcn_beats_the_majority_class_on_karate_club_factions(tmp_path):
 
 
 def test_loss_decreases_on_a_learnable_regression(tmp_path):
-    _toy_molecules(str(tmp_path / "mols"))
+    toy_molecules(str(tmp_path / "mols"))
     rows = []
     result = train(_molecule_spec(tmp_path, epochs=12), progress=rows.append)
     losses = [r["train_loss"] for r in rows]
@@ -120,7 +103,7 @@ class _Interrupt(Exception):
 
 
 def test_a_resumed_run_ends_with_the_weights_of_an_uninterrupted_one(tmp_path):
-    _toy_molecules(str(tmp_path / "mols"))
+    toy_molecules(str(tmp_path / "mols"))
     full = train(_molecule_spec(tmp_path, epochs=4, output="full"))
 
     def stop_after_two(row):
@@ -139,10 +122,10 @@ def test_a_resumed_run_ends_with_the_weights_of_an_uninterrupted_one(tmp_path):
     assert resumed["model_metric"] == full["model_metric"]
     # a finished run re-run trains nothing more, also on a new version that holds the same samples;
     # a version with other samples starts a new run
-    _toy_molecules(str(tmp_path / "mols"), seed=0)
+    toy_molecules(str(tmp_path / "mols"), seed=0)
     again = train(_molecule_spec(tmp_path, epochs=4, output="resumed"), progress=seen.append)
     assert again["dataset_version"] == 2 and again["run"] == resumed["run"] and len(seen) == 2
-    _toy_molecules(str(tmp_path / "mols"), seed=1)
+    toy_molecules(str(tmp_path / "mols"), seed=1)
     fresh = train(_molecule_spec(tmp_path, epochs=1, output="resumed"))
     assert fresh["dataset_version"] == 3 and fresh["run"] != resumed["run"] and fresh["epochs"] == 1
 
@@ -170,7 +153,7 @@ def test_training_specs_say_what_to_write_instead(tmp_path):
 def test_a_kill_between_the_metrics_row_and_the_checkpoint_loses_no_row(tmp_path, monkeypatch):
     """Issue 12: the row is written first; the epoch it describes is re-trained and its row rewritten."""
     from pipelines.train_run import RunFolder
-    _toy_molecules(str(tmp_path / "mols"))
+    toy_molecules(str(tmp_path / "mols"))
     real_save = RunFolder.save_checkpoint
 
     def killed_at_epoch_two(folder, state, *args):
@@ -199,7 +182,7 @@ def test_a_validation_split_by_default_and_the_splits_stored_with_the_run(tmp_pa
     assert len(split["val"]) == 4 and len(split["test"]) == 6     # per faction of 17: round(1.7), round(3.4)
     assert split["train"] | split["val"] | split["test"] == set(range(34))
     assert not (split["train"] & split["val"] or split["train"] & split["test"] or split["val"] & split["test"])
-    _toy_molecules(str(tmp_path / "mols"))
+    toy_molecules(str(tmp_path / "mols"))
     result = train(_molecule_spec(tmp_path, epochs=1))
     lineage = yaml.safe_load(open(f"{result['run']}/lineage.json"))
     ids = lineage["split_sample_ids"]

@@ -26,25 +26,9 @@ from pipelines.train_launch import launch
 from pipelines.train_spec import load_train_spec
 from pipelines.training import train
 from storage import commit_version, write_shard
+from training_samples import toy_molecules
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-
-
-def _toy_molecules(uri, count=24, seed=0):
-    rng = np.random.default_rng(seed)
-    rows = []
-    for i in range(count):
-        n = int(rng.integers(4, 9))
-        z = rng.choice([1, 6, 8], size=n)
-        pos = rng.normal(scale=1.2, size=(n, 3))
-        dist = np.linalg.norm(pos[:, None] - pos[None], axis=-1)
-        src, dst = np.nonzero((dist < 3.0) & ~np.eye(n, dtype=bool))
-        rows.append({"sample_id": f"m{i}", "source": f"toy.sdf#{i}", "domain": "molecule",
-                     "pos": pos.astype(np.float32), "z": z.astype(np.int64),
-                     "edge_index": np.stack([src, dst]).astype(np.int64),
-                     "edge_dist": dist[src, dst].astype(np.float32),
-                     "prop_oxygens": np.float64((z == 8).sum())})
-    commit_version(uri, [write_shard(uri, rows[:count // 2]), write_shard(uri, rows[count // 2:])], [])
 
 
 def _spec_file(tmp_path, output, **overrides):
@@ -75,7 +59,7 @@ def one_thread():
 def test_two_gloo_ranks_train_the_weights_of_one_process_with_the_same_global_batch(tmp_path, batch_size, steps):
     """batch 6: every global batch splits 3 + 3; batch 17: the last global batch holds 1 sample,
     so rank 1 has no part in it and waits in DDP's join while rank 0 steps alone."""
-    _toy_molecules(str(tmp_path / "mols"))
+    toy_molecules(str(tmp_path / "mols"))
     hyper = {"lr": 3e-3, "batch_size": batch_size, "hidden": 16, "filters": 16, "interactions": 2,
              "num_rbf": 12, "cutoff": 3.0}
     one = train(_spec_file(tmp_path, "one", hyper=hyper))
@@ -94,7 +78,7 @@ def test_two_gloo_ranks_train_the_weights_of_one_process_with_the_same_global_ba
 
 
 def test_a_parallel_run_refuses_what_it_cannot_split(tmp_path):
-    _toy_molecules(str(tmp_path / "mols"))
+    toy_molecules(str(tmp_path / "mols"))
     spec = _spec_file(tmp_path, "runs", hyper={"batch_size": 1, "hidden": 16})
     with pytest.raises(SpecError, match="batch_size is the batch of all processes"):
         launch(spec, processes=2, device="cpu")
@@ -131,7 +115,7 @@ def _kill_at_step(spec_path, run_folder, step, processes=1):
 
 
 def test_killed_at_a_random_step_a_run_resumes_to_the_same_batches_and_bit_identical_weights(tmp_path):
-    _toy_molecules(str(tmp_path / "mols"))
+    toy_molecules(str(tmp_path / "mols"))
     hyper = {"lr": 3e-3, "batch_size": 2, "hidden": 16, "filters": 16, "interactions": 2, "num_rbf": 12,
              "cutoff": 3.0}
     uninterrupted = train(_spec_file(tmp_path, "full", epochs=3, hyper=hyper, checkpoint_every=1))
@@ -157,7 +141,7 @@ def test_killed_at_a_random_step_a_run_resumes_to_the_same_batches_and_bit_ident
 
 
 def test_a_two_rank_run_killed_mid_epoch_finishes_on_one_process_seeing_every_sample_once(tmp_path):
-    _toy_molecules(str(tmp_path / "mols"))
+    toy_molecules(str(tmp_path / "mols"))
     hyper = {"lr": 3e-3, "batch_size": 2, "hidden": 16, "filters": 16, "interactions": 2, "num_rbf": 12,
              "cutoff": 3.0}
     single = train(_spec_file(tmp_path, "single", hyper=hyper))
