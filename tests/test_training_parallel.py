@@ -25,7 +25,6 @@ from gdl_data.loader.sampler import GlobalBatchSampler
 from pipelines.train_launch import launch
 from pipelines.train_spec import load_train_spec
 from pipelines.training import train
-from storage import commit_version, write_shard
 from training_samples import toy_molecules
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
