@@ -222,7 +222,7 @@ class StoredDataset:
     @cached_property
     def errors(self) -> pa.Table:
         with self.fs.open(join(self.root, self.manifest["errors"]), "rb") as fh:
-            return pq.read_table(fh)
+            return pq.read_table(fh, use_threads=False)   # small: no thread pool to start
 
 
 def read_rows(uri: str, shard_path: str, start: int, count: int,
