@@ -6,6 +6,7 @@ import os
 import subprocess
 import sys
 import time
+import urllib.error
 import urllib.request
 
 import pytest
@@ -34,11 +35,20 @@ def prefect_server(tmp_path):
         log.close()
 
 
-def _api(env, path, body):
+def _api(env, path, body, attempts=6):
+    """POST to the server's API. A 503 is retried, as Prefect's own client does: the SQLite
+    server answers it while another writer (here `gdl serve` registering its schedules) holds
+    the database."""
     req = urllib.request.Request(env["PREFECT_API_URL"] + path, data=json.dumps(body).encode(),
                                  headers={"Content-Type": "application/json"}, method="POST")
-    with urllib.request.urlopen(req, timeout=10) as r:
-        return json.loads(r.read())
+    for attempt in range(attempts):
+        try:
+            with urllib.request.urlopen(req, timeout=10) as r:
+                return json.loads(r.read())
+        except urllib.error.HTTPError as exc:
+            if exc.code != 503 or attempt == attempts - 1:
+                raise
+            time.sleep(1 + attempt)
 
 
 def _wait_for_run(env, deployment_id, seconds, after=0):
