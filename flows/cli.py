@@ -135,8 +135,13 @@ def cmd_demo(args) -> int:
 
 
 def _summary_line(summary: dict) -> str:
-    line = (f"{summary['name']}: {summary['samples']} samples written, {summary['failed']} failed "
-            f"-> {summary['output']} (version {summary['version']}, {summary['wall_seconds']:.1f} s)")
+    if summary.get("published", True):
+        line = (f"{summary['name']}: {summary['samples']} samples written, {summary['failed']} failed "
+                f"-> {summary['output']} (version {summary['version']}, {summary['wall_seconds']:.1f} s)")
+    else:
+        line = (f"{summary['name']}: nothing changed, no new version: {summary['output']} is still version "
+                f"{summary['version']} ({summary['samples']} samples, {summary['failed']} failed; "
+                f"{summary['wall_seconds']:.1f} s)")
     if summary["failed"]:
         causes = ", ".join(f"{k} x{v}" for k, v in summary["errors_by_cause"].items())
         line += f"\n  failures: {causes}\n  details: gdl inspect {summary['output']}"
