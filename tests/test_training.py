@@ -20,16 +20,7 @@ from gdl_data.models import build_model
 from pipelines.train_spec import load_train_spec, parse_train_spec
 from pipelines.training import train
 from storage import commit_version, write_shard
-from training_samples import toy_molecules
-
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    """These models are tiny: one thread is faster, and on a shared 2-core machine far steadier."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+from training_samples import one_thread, toy_molecules  # noqa: F401 - one_thread: an autouse fixture
 
 
 def _karate_dataset(uri):

@@ -25,7 +25,7 @@ from gdl_data.loader.sampler import GlobalBatchSampler
 from pipelines.train_launch import launch
 from pipelines.train_spec import load_train_spec
 from pipelines.training import train
-from training_samples import toy_molecules
+from training_samples import one_thread, toy_molecules  # noqa: F401 - one_thread: an autouse fixture
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -44,14 +44,6 @@ def _spec_file(tmp_path, output, **overrides):
 def _weights(result):
     with open(f"{result['run']}/checkpoints/last.pt", "rb") as fh:
         return torch.load(io.BytesIO(fh.read()), weights_only=True)["model"]
-
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 @pytest.mark.parametrize("batch_size, steps", [(6, 6), (17, 4)])
