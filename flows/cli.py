@@ -247,6 +247,9 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args([a for a in argv if a != "--debug"])
     args.debug = debug
     _quiet_libraries()
+    if args.command in ("preprocess", "inspect", "show"):
+        from storage.arrays import skip_pandas_probe
+        skip_pandas_probe()
     try:
         return _run(args)
     finally:

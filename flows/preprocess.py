@@ -22,7 +22,8 @@ from prefect.deployments import run_deployment
 
 from pipelines.cluster import dask_client
 from pipelines.compute import ShardResult
-from pipelines.execute import Job, commit, prepare, run_job
+from pipelines.execute import Job, commit, prepare
+from pipelines.on_dask import run_job
 from pipelines.progress import ProgressReporter
 from pipelines.spec import load_spec
 from pipelines.summary import RunSummary

@@ -214,12 +214,12 @@ def previous_items(uri: str) -> tuple[dict[str, Any] | None, pa.Table | None]:
     paths = [join(root, f"shards/{s['name']}.files.parquet") for s in manifest["shards"]]
     if not paths:
         return manifest, None
-    # Sidecars read on 8 threads (pyarrow.dataset would do it too, but importing it imports
-    # pandas: 0.2-0.6 s of every command's start). Sidecars written before items existed (one
-    # row per whole file) lack the item columns: they come back null and are filled in here.
+    # Sidecars read on 8 threads, each as one ParquetFile (pyarrow.dataset, which read_table
+    # uses, imports pandas: 0.2-0.6 s of every command's start). Sidecars written before items
+    # existed (one row per whole file) lack the item columns: they come back null, filled here.
     def read(path: str) -> pa.Table:
         with fs.open(path, "rb") as fh:
-            return _with_all_columns(pq.read_table(fh, use_threads=False))
+            return _with_all_columns(pq.ParquetFile(fh).read(use_threads=False))
     with ThreadPoolExecutor(8) as pool:
         table = pa.concat_tables(list(pool.map(read, paths)))
     filled = {"record": pc.fill_null(table["record"], WHOLE_FILE), "start": pc.fill_null(table["start"], 0),

@@ -54,6 +54,7 @@ class ShardResult:
     reused: dict[str, int] = field(default_factory=dict)
     counts: dict[str, int] = field(default_factory=dict)
     resumed: bool = False
+    place: str = "dask worker"       # where it was computed: or "forked process" (small runs)
 
     @property
     def items(self) -> int:
@@ -156,43 +157,84 @@ def process_item(item: Item, domain: str, steps: Sequence[OpStep], reuse: Reuse 
                  labels: LabelRule | None = None, budget: int | None = None,
                  samples: list | None = None, *, share: bool = False, uri: str | None = None) -> ItemResult:
     """Read every sample of one item (unless `samples` were read already) and apply `steps`;
-    never raises for bad input.
+    never raises for bad input. process_items for one item (the isolated retry's unit)."""
+    if samples is None:
+        start = time.perf_counter()
+        samples = next(read_items([item], domain))
+        seconds = time.perf_counter() - start
+    else:
+        seconds = 0.0
+    result = process_items([item], domain, steps, [reuse], labels, budget, [samples], share=share, uri=uri)[0]
+    result.seconds["read"] = seconds
+    return result
+
+
+@dataclass
+class _Pending:
+    """A sample waiting for its ops: where its record goes, its columns so far, what it may copy."""
+
+    result: ItemResult
+    slot: int
+    raw: dict[str, Any]
+    prior: Mapping[str, Any] | None
+    reuse: Reuse | None
+    outputs: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+
+def process_items(items: Sequence[Item], domain: str, steps: Sequence[OpStep], reuses: Sequence[Reuse | None],
+                  labels: LabelRule | None, budget: int | None, samples: Sequence[list], *,
+                  share: bool = False, uri: str | None = None) -> list[ItemResult]:
+    """Apply `steps` to the read `samples` of each item (a list of Samples or exceptions per
+    item); one ItemResult per item, never raising for bad input.
 
     With `share`, a sample that shares its domain (pipelines/geometry.py) gets its op outputs
     from the shared row of its structure, computed at most once per worker and not at all when
-    dataset `uri` already holds it.
+    dataset `uri` already holds it. The others go through each op together (Op.run_batch: the
+    same bytes as one at a time, less overhead per molecule).
 
     With `reuse`, the columns of the ops it names are copied from the old shard's rows (matched
     by sample id) and only the other ops run; with `reuse.whole`, the item is not read at all.
     Each op's output is cast to storage dtypes before later ops see it, so a partial recompute
     gives the same bytes as a full one.
     """
-    result = ItemResult(item)
-    old = _copied_rows(reuse) if reuse else {}
-    if reuse and reuse.whole and old:
-        result.records = [{**row, "source": _record_source(item, row["source"])} for row in old.values()]
-        for step in steps:
-            result.reused[step.name] = len(result.records)
-        return result
-    start = time.perf_counter()
-    if samples is None:
-        samples = next(read_items([item], domain))
-    result.seconds["read"] = time.perf_counter() - start
-    for sample in samples:
-        if isinstance(sample, GdlError):
-            result.errors.append(error_row(sample.source, "read", sample))
-        elif isinstance(sample, Exception):
-            result.errors.append(error_row(item.source, "read", sample))
-        else:
-            raw = sample.record()
-            if labels is not None:
-                raw.update(labels.columns_for(item.file, raw))
-            result.counts["samples_read"] = result.counts.get("samples_read", 0) + 1
+    results, pending = [], []
+    for item, reuse, read in zip(items, reuses, samples):
+        result = ItemResult(item)
+        results.append(result)
+        old = _copied_rows(reuse) if reuse else {}
+        if reuse and reuse.whole and old:
+            result.records = [{**row, "source": _record_source(item, row["source"])} for row in old.values()]
+            for step in steps:
+                result.reused[step.name] = len(result.records)
+            continue
+        for sample in read:
+            raw = _raw_record(result, item, sample, labels)
+            if raw is None:
+                continue
             if share and sample.shares_domain:
                 _apply_shared(result, raw, steps, uri, budget)
             else:
-                _apply_ops(result, raw, steps, old.get(sample.sample_id), reuse, budget)
-    return _tagged(result)
+                result.records.append(None)      # its place: filled once every op has run
+                pending.append(_Pending(result, len(result.records) - 1, raw, old.get(sample.sample_id), reuse))
+    _apply_ops(pending, steps, budget)
+    for result in results:
+        result.records = [r for r in result.records if r is not None]
+    return [_tagged(r) for r in results]
+
+
+def _raw_record(result: ItemResult, item: Item, sample: Any, labels: LabelRule | None) -> dict[str, Any] | None:
+    """The reader's columns of one sample (with its labels), or None after an error row for it."""
+    if isinstance(sample, GdlError):
+        result.errors.append(error_row(sample.source, "read", sample))
+        return None
+    if isinstance(sample, Exception):
+        result.errors.append(error_row(item.source, "read", sample))
+        return None
+    raw = sample.record()
+    if labels is not None:
+        raw.update(labels.columns_for(item.file, raw))
+    result.counts["samples_read"] = result.counts.get("samples_read", 0) + 1
+    return raw
 
 
 def _record_source(item: Item, old_source: str) -> str:
@@ -200,28 +242,60 @@ def _record_source(item: Item, old_source: str) -> str:
     return item.source if item.record != WHOLE_FILE else old_source
 
 
-def _apply_ops(result: ItemResult, raw: dict[str, Any], steps: Sequence[OpStep],
-               prior: Mapping[str, Any] | None, reuse: Reuse | None, budget: int | None) -> None:
-    outputs: dict[str, dict[str, Any]] = {}
-    stage = "read"
-    try:
-        for step in steps:
-            stage = step.name
-            if prior is not None and step.name in reuse.ops:
-                outputs[step.name] = {k: prior[k] for k in get_op(step.name).outputs if k in prior}
-                result.reused[step.name] = result.reused.get(step.name, 0) + 1
-                continue
-            t0 = time.perf_counter()
-            outputs[step.name] = run_step(step, op_input(raw, outputs, step), budget)
-            result.seconds[step.name] = result.seconds.get(step.name, 0.0) + time.perf_counter() - t0
-            result.computed[step.name] = result.computed.get(step.name, 0) + 1
-    except Exception as exc:  # noqa: BLE001 - any failure of one sample is that sample's error row
-        result.errors.append(error_row(raw["source"], stage, exc, raw["sample_id"]))
-        return
-    record = storage_dtypes(raw)
-    for out in outputs.values():
-        record.update(out)
-    result.records.append(record)
+def _apply_ops(pending: list[_Pending], steps: Sequence[OpStep], budget: int | None) -> None:
+    """Each op in turn over every pending sample (copying what a sample may reuse); a sample
+    that fails an op gets its error row and leaves; the others get their records."""
+    for step in steps:
+        todo = []
+        for p in pending:
+            if p.prior is not None and step.name in p.reuse.ops:
+                p.outputs[step.name] = {k: p.prior[k] for k in get_op(step.name).outputs if k in p.prior}
+                p.result.reused[step.name] = p.result.reused.get(step.name, 0) + 1
+            else:
+                todo.append(p)
+        failed = _run_on(step, todo, budget)
+        pending = [p for p in pending if id(p) not in failed]
+    for p in pending:
+        record = storage_dtypes(p.raw)
+        for out in p.outputs.values():
+            record.update(out)
+        p.result.records[p.slot] = record
+
+
+def _run_on(step: OpStep, todo: list[_Pending], budget: int | None) -> set[int]:
+    """Run one op on the samples `todo` together; the ids of those that failed (error rows written)."""
+    if not todo:
+        return set()
+    start = time.perf_counter()
+    outs = run_steps(step, [op_input(p.raw, p.outputs, step) for p in todo], budget)
+    share = (time.perf_counter() - start) / len(todo)
+    failed = set()
+    for p, out in zip(todo, outs):
+        p.result.seconds[step.name] = p.result.seconds.get(step.name, 0.0) + share
+        if isinstance(out, Exception):
+            p.result.errors.append(error_row(p.raw["source"], step.name, out, p.raw["sample_id"]))
+            failed.add(id(p))
+        else:
+            p.outputs[step.name] = out
+            p.result.computed[step.name] = p.result.computed.get(step.name, 0) + 1
+    return failed
+
+
+def run_steps(step: OpStep, samples: Sequence[Mapping[str, Any]], budget: int | None) -> list[dict[str, Any] | Exception]:
+    """One op on many samples of a domain, each within the worker's budget (a sample over it
+    gets its over-budget error and is not run); outputs in storage dtypes, or the exception."""
+    outs: list[dict[str, Any] | Exception] = [None] * len(samples)
+    runnable = []
+    for i, sample in enumerate(samples):
+        try:
+            check_budget(step, sample, budget)
+            runnable.append(i)
+        except Exception as exc:  # noqa: BLE001 - the sample's over-budget row
+            outs[i] = exc
+    computed = get_op(step.name).run_batch([samples[i] for i in runnable], step.params) if runnable else []
+    for i, out in zip(runnable, computed):
+        outs[i] = out if isinstance(out, Exception) else storage_dtypes(out)
+    return outs
 
 
 def run_step(step: OpStep, sample: Mapping[str, Any], budget: int | None) -> dict[str, Any]:
@@ -276,18 +350,18 @@ def one_blas_thread() -> None:
 
 
 def compute_shard(uri: str, shard: ShardPlan, domain: str, steps: Sequence[OpStep],
-                  labels: LabelRule | None, layout: Mapping[str, Any]) -> ShardResult:
-    """Runs on a worker: compute every item of a shard and write the shard; metadata back."""
+                  labels: LabelRule | None, layout: Mapping[str, Any], budget: int | None = None) -> ShardResult:
+    """Runs on a worker: compute every item of a shard and write the shard; metadata back.
+    `budget`: bytes a sample may need (default: the Dask worker's memory limit)."""
     one_blas_thread()
-    budget = worker_budget()
+    budget = budget if budget is not None else worker_budget()
     # Items copied whole are not read; the others are read in runs (one open per file).
     to_read = [it for it, re in zip(shard.items, shard.reuse) if not (re and re.whole)]
     start = time.perf_counter()
     read = dict(zip(to_read, read_items(to_read, domain)))
     seconds = time.perf_counter() - start
-    results = [process_item(item, domain, steps, reuse, labels, budget, read.get(item, []),
-                            share=shard.share, uri=uri)
-               for item, reuse in zip(shard.items, shard.reuse)]
+    results = process_items(shard.items, domain, steps, shard.reuse, labels, budget,
+                            [read.get(item, []) for item in shard.items], share=shard.share, uri=uri)
     out = write_items(uri, shard.name, results, layout)
     out.seconds["read"] = seconds
     return out

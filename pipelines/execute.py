@@ -1,16 +1,14 @@
-"""Running a spec: plan against the cache, compute shards on Dask, write Parquet, commit.
+"""Running a spec: plan against the cache, compute the shards, write Parquet, commit.
 
 The one orchestration core: `run_pipeline` (notebooks, tests, `gdl preprocess` without a
-Prefect server) and the Prefect flow (flows/preprocess.py) both call `prepare`, `run_job` and
-`commit`; the flow only wraps them in tasks and adds logs and an artifact.
+Prefect server) and the Prefect flow (flows/preprocess.py) both call `prepare`, compute
+(pipelines/on_dask.py `run_job`) and `commit`; the flow only wraps them in tasks and adds logs
+and an artifact.
 
 Granularity (shared/DESIGN.md): a *shard* is a group of items (whole files, or records of a
-multi-record file) and becomes one Parquet file. Each shard is one Dask task that reads its
-items, computes them and writes the shard on the worker, so sample arrays never travel through
-the orchestrator. A shard whose worker dies (out of memory, a crash in native code) is run once
-more with each item as its own task; an item that kills its worker again becomes an error row
-(`worker-died`) and the shard is written without it. No restart loops: the scheduler is told
-to give up on a task at its first worker death (pipelines/cluster.py).
+multi-record file) and becomes one Parquet file, written where it is computed (a Dask worker,
+or for a few small items one forked child: pipelines/small_runs.py), so sample arrays never
+travel through the orchestrator. Dask is imported only when a cluster is used.
 """
 from __future__ import annotations
 
@@ -20,21 +18,20 @@ import os
 import time
 from dataclasses import dataclass
 from importlib import metadata
-from typing import Any, Callable, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Sequence
 
-from distributed import Client, Future, as_completed
-from distributed import wait as wait_for
-
-from pipelines.cache import RunPlan, ShardPlan, plan_run
-from pipelines.cluster import dask_client, is_worker_death
-from pipelines.compute import ShardResult, compute_shard, died_result, process_item, write_items
+from pipelines.cache import RunPlan, plan_run
+from pipelines.compute import ShardResult
 from pipelines.labels import LabelRule, build_label_rule
 from pipelines.progress import ProgressReporter
 from pipelines.sources import list_source_files
 from pipelines.spec import PipelineSpec
-from storage import DatasetLock, commit_version, prune_versions, read_shard_entry, shard_done
+from storage import DatasetLock, commit_version, prune_versions, read_shard_entry
 from storage.fs import join, resolve, write_bytes_atomic
 from storage.ownership import claim_output
+
+if TYPE_CHECKING:
+    from distributed import Client
 
 Progress = Callable[[int, int], None]     # (items finished, of which failed)
 
@@ -60,63 +57,6 @@ def prepare(spec: PipelineSpec, retry_errors: bool = False) -> Job:
     return Job(spec, plan, labels)
 
 
-def _submit_shard(client: Client, job: Job, shard: ShardPlan) -> Future:
-    spec = job.spec
-    return client.submit(compute_shard, spec.output, shard, spec.domain, spec.ops, job.labels,
-                         spec.layout(), pure=False, key=f"shard-{shard.name}")
-
-
-def _isolated_retry(client: Client, job: Job, shard: ShardPlan) -> ShardResult:
-    """After a worker died on `shard`: each item alone, one at a time (a worker dying then takes
-    no other task with it); those that kill a worker again become `worker-died` rows, the others
-    are written to the shard as usual. Arrays stay on the workers."""
-    spec = job.spec
-    items = []
-    for i, (item, reuse) in enumerate(zip(shard.items, shard.reuse)):
-        fut = client.submit(process_item, item, spec.domain, spec.ops, reuse, job.labels, pure=False,
-                            key=f"item-{shard.name}-{i}", share=shard.share, uri=spec.output)
-        wait_for(fut)
-        if fut.status == "error":
-            if not is_worker_death(fut.exception()):
-                raise fut.exception()
-            fut = client.submit(died_result, item, _DIED, pure=False)
-        items.append(fut)
-    return client.submit(write_items, spec.output, shard.name, items, spec.layout(), pure=False,
-                         key=f"write-{shard.name}").result()
-
-
-_DIED = ("its worker process died while computing it (out of memory, or a crash in native code), "
-         "in its shard and again alone; it is skipped. Give workers more memory (worker_memory, "
-         "fewer workers), or ask the op for less")
-
-
-def run_job(client: Client, job: Job, progress: Progress | None = None) -> list[ShardResult]:
-    """Compute every shard to do (resuming those a killed run finished); results in plan order."""
-    uri, todo = job.spec.output, job.plan.todo
-    results: dict[int, ShardResult] = {}
-    futures: dict[Future, int] = {}
-    for i, shard in enumerate(todo):
-        if shard_done(uri, shard.name):
-            entry = read_shard_entry(uri, shard.name)
-            results[i] = ShardResult(entry, errors=entry["errors"], resumed=True)
-            _report(progress, results[i])
-        else:
-            futures[_submit_shard(client, job, shard)] = i
-    for fut in as_completed(futures):
-        i = futures[fut]
-        if fut.status == "error" and is_worker_death(fut.exception()):
-            results[i] = _isolated_retry(client, job, todo[i])
-        else:
-            results[i] = fut.result()
-        _report(progress, results[i])
-    return [results[i] for i in range(len(todo))]
-
-
-def _report(progress: Progress | None, result: ShardResult) -> None:
-    if progress is not None:
-        progress(result.items, len(result.errors))
-
-
 def software_versions() -> dict[str, str]:
     names = ["gdl-data", "numpy", "scipy", "pyarrow", "trimesh", "pyvista", "healpy", "rdkit",
              "networkx", "robust-laplacian", "potpourri3d", "dask", "distributed", "torch"]
@@ -137,6 +77,14 @@ def _sum(results: Sequence[ShardResult], field: str) -> dict[str, float]:
     return out
 
 
+def _places(results: Sequence[ShardResult]) -> dict[str, int]:
+    out: dict[str, int] = {}
+    for res in results:
+        if not res.resumed:
+            out[res.place] = out.get(res.place, 0) + 1
+    return out
+
+
 def run_stats(job: Job, results: Sequence[ShardResult], seconds_total: float) -> dict[str, Any]:
     plan = job.plan
     return {"files": plan.file_count, "skipped_files": len(plan.skipped),
@@ -144,6 +92,7 @@ def run_stats(job: Job, results: Sequence[ShardResult], seconds_total: float) ->
             "items_computed": plan.todo_items,
             "shards_reused": len(plan.kept), "shards_resumed": sum(r.resumed for r in results),
             "shards_computed": sum(not r.resumed for r in results),
+            "shards_computed_in": _places(results),
             "samples_reused_whole": sum(e["rows"] for e in plan.kept),
             "op_samples_computed": _sum(results, "computed"), "op_samples_reused": _sum(results, "reused"),
             **{k: int(v) for k, v in _sum(results, "counts").items()},   # samples_read, geometry_*
@@ -194,8 +143,8 @@ def run_pipeline(spec: PipelineSpec, client: Client | None = None, retry_errors:
                  ) -> dict[str, Any]:
     """Run a spec end to end without Prefect (holding the dataset's lock); returns the manifest.
 
-    Starts a temporary LocalCluster (spec.workers, spec.worker_memory) only when there is
-    something to compute and no `client` was given.
+    Computes only when there is something to compute (`compute`: on `client`, in a forked
+    child for a few small items, else on a temporary LocalCluster).
     """
     start = time.perf_counter()
     with DatasetLock(spec.output, wait=wait):
@@ -203,10 +152,32 @@ def run_pipeline(spec: PipelineSpec, client: Client | None = None, retry_errors:
         reporter = ProgressReporter(job.plan.todo_items, label=spec.name, unit="items",
                                     log=log if progress else (lambda _msg: None),
                                     tty=None if progress else False)
-        if job.plan.todo and client is None:
-            with dask_client(spec.dask_address, spec.workers, spec.worker_memory) as own:
-                results = run_job(own, job, reporter.items_done)
-        else:
-            results = run_job(client, job, reporter.items_done) if job.plan.todo else []
+        results = compute(job, client, reporter.items_done)
         reporter.close()
         return commit(job, results, time.perf_counter() - start)
+
+
+def compute(job: Job, client: Client | None = None, progress: Progress | None = None) -> list[ShardResult]:
+    """The plan's shards computed: on `client`; else a few small items in one forked child
+    (pipelines/small_runs.py); else on a temporary LocalCluster (spec.workers, spec.worker_memory)."""
+    if not job.plan.todo:
+        return []
+    from pipelines.small_runs import is_small, run_in_child
+    if client is None and is_small(job):
+        results = run_in_child(job)
+        if results is not None:
+            for result in results:
+                report_shard(progress, result)
+            return results
+    from pipelines.on_dask import run_job
+    if client is not None:
+        return run_job(client, job, progress)
+    from pipelines.cluster import dask_client
+    spec = job.spec
+    with dask_client(spec.dask_address, spec.workers, spec.worker_memory) as own:
+        return run_job(own, job, progress)
+
+
+def report_shard(progress: Progress | None, result: ShardResult) -> None:
+    if progress is not None:
+        progress(result.items, len(result.errors))

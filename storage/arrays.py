@@ -81,10 +81,13 @@ def narrow_dtype(values: Iterable[Any], dtype: np.dtype) -> np.dtype:
     """The first of NARROW_INTS that holds every value of an int64 column; else `dtype`."""
     if dtype != np.dtype("<i8"):
         return dtype
-    lo, hi = 0, 0
-    for v in values:
-        if v is not None and np.size(v):
-            lo, hi = min(lo, int(np.min(v))), max(hi, int(np.max(v)))
+    present = [np.ravel(v) for v in values if v is not None and np.size(v)]
+    flat = np.concatenate(present) if present else np.zeros(0, np.int64)
+    return _narrowest(flat, dtype)
+
+
+def _narrowest(flat: np.ndarray, dtype: np.dtype) -> np.dtype:
+    lo, hi = (int(flat.min()), int(flat.max())) if flat.size else (0, 0)
     for narrow in NARROW_INTS:
         info = np.iinfo(narrow)
         if info.min <= lo and hi <= info.max:
@@ -100,34 +103,57 @@ def rows_to_table(rows: list[Mapping[str, Any]], infos: Mapping[str, ColumnInfo]
     arrays, fields = [], []
     for name, info in infos.items():
         values = [row.get(name) for row in rows]
-        stored = None
         if info.encoding == "tensor":
             wanted = narrow is True or (narrow is not False and name in narrow)
-            stored = narrow_dtype(values, np.dtype(info.dtype)) if wanted else np.dtype(info.dtype)
-        fs = arrow_fields(info, stored)
+            column_arrays, column_fields = tensor_column(name, values, info, wanted)
+            arrays += column_arrays
+            fields += column_fields
+            continue
+        fs = arrow_fields(info)
         fields += fs
         if info.encoding == "string":
             arrays.append(pa.array(values, pa.string()))
         elif info.encoding == "strings":
             arrays.append(pa.array([None if v is None else [str(s) for s in v] for v in values],
                                    fs[0].type))
-        elif info.encoding == "scalar":
+        else:
             arrays.append(pa.array([None if v is None else np.asarray(v).item() for v in values],
                                    fs[0].type))
-        else:
-            data, shapes = [], []
-            for v in values:
-                if v is None:
-                    data.append(None)
-                    shapes.append(None)
-                    continue
-                a = np.ascontiguousarray(v, dtype=np.dtype(info.dtype))
-                if a.ndim != info.ndim:
-                    raise ValueError(f"column '{name}': expected {info.ndim}-d, got shape {a.shape}")
-                data.append(a.astype(stored, copy=False).tobytes())
-                shapes.append(list(a.shape))
-            arrays += [pa.array(data, pa.binary()), pa.array(shapes, fs[1].type)]
     return pa.Table.from_arrays(arrays, schema=pa.schema(fields))
+
+
+# A column's bytes beyond this go through pyarrow's own list-of-bytes path, which splits them
+# into chunks (one binary array's offsets are int32).
+ONE_BUFFER_BYTES = 1 << 30
+
+
+def tensor_column(name: str, values: list[Any], info: ColumnInfo, narrow: bool) -> tuple[list[pa.Array], list[pa.Field]]:
+    """The (bytes, shape) arrays and fields of one tensor column: every sample's values joined
+    into one buffer with their offsets (one copy, no Python bytes per sample)."""
+    dtype = np.dtype(info.dtype)
+    present = [np.ascontiguousarray(v, dtype=dtype) for v in values if v is not None]
+    for a in present:
+        if a.ndim != info.ndim:
+            raise ValueError(f"column '{name}': expected {info.ndim}-d, got shape {a.shape}")
+    flat = np.concatenate([a.ravel() for a in present]) if present else np.zeros(0, dtype)
+    stored = _narrowest(flat, dtype) if narrow and dtype == np.dtype("<i8") else dtype
+    fs = arrow_fields(info, stored)
+    valid = np.array([v is not None for v in values], dtype=bool)
+    shapes = np.zeros((len(values), info.ndim), dtype=np.int64)
+    shapes[valid] = [a.shape for a in present] if present else np.zeros((0, info.ndim), np.int64)
+    mask = pa.array(~valid) if not valid.all() else None
+    shape_array = pa.FixedSizeListArray.from_arrays(pa.array(shapes.ravel()), info.ndim, mask=mask)
+    if flat.size * stored.itemsize > ONE_BUFFER_BYTES:
+        data = [a.astype(stored, copy=False).tobytes() for a in present]
+        it = iter(data)
+        return [pa.array([next(it) if ok else None for ok in valid], pa.binary()), shape_array], fs
+    sizes = np.zeros(len(values), dtype=np.int64)
+    sizes[valid] = [a.size * stored.itemsize for a in present]
+    offsets = np.concatenate([[0], np.cumsum(sizes)]).astype(np.int32)
+    validity = None if mask is None else pa.py_buffer(np.packbits(valid, bitorder="little"))
+    binary = pa.Array.from_buffers(pa.binary(), len(values), [validity, pa.py_buffer(offsets),
+                                   pa.py_buffer(flat.astype(stored, copy=False))], int((~valid).sum()))
+    return [binary, shape_array], fs
 
 
 def decode_column(table: pa.Table, info: ColumnInfo) -> list[Any]:
@@ -229,10 +255,16 @@ def _validity(array: pa.Array) -> np.ndarray:
 def infer_infos(rows: Iterable[Mapping[str, Any]]) -> dict[str, ColumnInfo]:
     """Column layout for a batch of rows; a column's dtype must agree across rows."""
     infos: dict[str, ColumnInfo] = {}
+    seen: set[tuple[str, str, int]] = set()     # arrays whose kind a row before already had
     for row in rows:
         for name, value in row.items():
             if value is None:
                 continue
+            if isinstance(value, np.ndarray):
+                kind = (name, value.dtype.str, value.ndim)
+                if kind in seen:
+                    continue
+                seen.add(kind)
             info = column_info(name, value)
             prev = infos.get(name)
             if prev is None:
@@ -241,3 +273,32 @@ def infer_infos(rows: Iterable[Mapping[str, Any]]) -> dict[str, ColumnInfo]:
                 raise TypeError(f"column '{name}' is {prev.dtype}/{prev.ndim}-d in one sample "
                                 f"and {info.dtype}/{info.ndim}-d in another")
     return infos
+
+
+def skip_pandas_probe() -> None:
+    """Let pyarrow find no pandas when it first asks, for this process's speed.
+
+    pyarrow imports pandas (when installed) the first time it builds any array, only to ask
+    whether the input is a pandas object: 0.25 s of every `gdl` command, more than planning a
+    6,000-record file. Called once by the CLI before pyarrow builds an array: pyarrow's probe
+    then fails, and pandas is imported as usual by whatever really needs it later (pyarrow
+    itself retries it before any conversion to pandas: its pandas-shim.pxi `_check_import`).
+    """
+    import sys
+    if "pandas" in sys.modules:
+        return
+    sys.meta_path.insert(0, _NoPandasYet)
+    try:
+        pa.array(np.zeros(1))
+    finally:
+        sys.meta_path.remove(_NoPandasYet)
+
+
+class _NoPandasYet:
+    """An import finder that refuses pandas (while pyarrow probes for it)."""
+
+    @staticmethod
+    def find_spec(name, path=None, target=None):
+        if name.partition(".")[0] == "pandas":
+            raise ImportError("pandas: not imported for pyarrow's probe (storage/arrays.py)")
+        return None

@@ -78,6 +78,47 @@ def test_one_record_changed_recomputes_that_record_only(tmp_path, sdf, dask_clie
     assert second["sample_count"] == {"append": 61, "edit": 60, "remove": 59}[change]
 
 
+def _cli_preprocess(tmp_path, source, ops=OPS, **extra):
+    """`gdl preprocess` in a fresh process (a single-threaded one, as from a shell: a process
+    running threads, like this test's, never forks); returns the run's manifest."""
+    spec = {"name": "mols", "domain": "molecule", "source": str(source), "output": str(tmp_path / "ds"),
+            "ops": ops, "shard_size": 16, **extra}
+    path = tmp_path / "spec.yaml"
+    path.write_text(yaml.safe_dump(spec))
+    env = {**os.environ, "PREFECT_HOME": str(tmp_path / "prefect"),
+           "PYTHONPATH": os.pathsep.join([os.path.dirname(__file__), os.environ.get("PYTHONPATH", "")])}
+    env.pop("PREFECT_API_URL", None)
+    gdl = "import sys, crash_ops; from flows.cli import main; sys.exit(main(sys.argv[1:]))"   # + the test op
+    done = subprocess.run([sys.executable, "-c", gdl, "preprocess", str(path)], env=env,
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    return json.loads((tmp_path / "ds" / "manifest.json").read_text())
+
+
+def test_a_few_changed_records_are_computed_in_one_forked_process(tmp_path, sdf):
+    assert _cli_preprocess(tmp_path, sdf)["run"]["shards_computed_in"] == {"dask worker": 4}
+    records = _records(sdf)
+    _write(sdf, records + [records[0].replace(b"mol0", b"extra", 1)])
+    second = _cli_preprocess(tmp_path, sdf)["run"]
+    assert second["shards_computed_in"] == {"forked process": 1}
+    assert second["op_samples_computed"] == {"neighborhoods": 1, "eigenbasis": 1}
+    assert _rows(str(tmp_path / "ds")) == _fresh_rows(tmp_path, sdf, "fresh")
+
+
+def test_a_sample_that_kills_the_forked_process_is_run_on_a_cluster_and_becomes_one_error_row(tmp_path):
+    path = tmp_path / "raw" / "mols.sdf"
+    path.parent.mkdir()
+    write_conformer_sdf(str(path), 10, seed=4)
+    records = _records(path)
+    records[3] = records[3].replace(b"M  END\n", b"M  END\n>  <crash>\n1\n\n", 1)
+    _write(path, records)
+    manifest = _cli_preprocess(tmp_path, path, ops={"test_crash": {}}, workers=1)
+    assert manifest["run"]["shards_computed_in"] == {"dask worker": 1}     # after the child died
+    assert manifest["sample_count"] == 9
+    errors = open_dataset(str(tmp_path / "ds")).errors.to_pylist()
+    assert [(e["source"], e["error"]) for e in errors] == [(f"{path}#3", "worker-died")]
+
+
 def test_records_of_one_file_run_as_many_tasks(tmp_path, sdf, dask_client):
     manifest = run_pipeline(_spec(tmp_path, sdf, "ds"), dask_client, progress=False)
     assert manifest["run"]["shards_computed"] == 4           # 60 records, 16 per shard

@@ -9,10 +9,12 @@ from __future__ import annotations
 from typing import Callable
 
 import numpy as np
-import scipy.sparse as sp
-from scipy.sparse.csgraph import connected_components, dijkstra
 
+from gdl_data.lazy import lazy_module
 from gdl_data.ops.laplacian import unit_scale
+
+sp = lazy_module("scipy.sparse")
+csgraph = lazy_module("scipy.sparse.csgraph")
 
 POINT_CLOUD_MIN_POINTS = 31     # potpourri3d's point-cloud solver uses 30 neighbours
 
@@ -47,7 +49,7 @@ def mesh_distance_from(pos: np.ndarray, faces: np.ndarray, method: str = "heat",
     # them as sources); the rest are unreachable. Other components are unreachable too: the heat
     # method gives them finite nonsense, pygeodesic garbage "best sources" (so it gets one
     # component at a time).
-    component = connected_components(sp.coo_matrix(
+    component = csgraph.connected_components(sp.coo_matrix(
         (np.ones(faces.size), (faces.ravel(), faces[:, [1, 2, 0]].ravel())), shape=(n, n)),
         directed=False)[1]
     used = np.zeros(n, bool)
@@ -120,7 +122,7 @@ def graph_distance_from(num_nodes: int, edge_index: np.ndarray,
     first = np.r_[True, key[1:] != key[:-1]][:len(key)]   # [:0] for an edgeless graph (one atom)
     order = order[first]
     graph = sp.csr_matrix((length[order], (src[order], dst[order])), shape=(num_nodes, num_nodes))
-    return lambda i: dijkstra(graph, directed=True, indices=i)
+    return lambda i: csgraph.dijkstra(graph, directed=True, indices=i)
 
 
 def sphere_distance_from(pos: np.ndarray) -> Callable[[int], np.ndarray]:

@@ -24,19 +24,22 @@ from __future__ import annotations
 
 import warnings
 from dataclasses import dataclass
+from typing import Sequence
 
 import numpy as np
-import scipy.sparse as sp
 
+from gdl_data.lazy import lazy_module
 from gdl_data.errors import OpError, SpecError
-from gdl_data.ops.eigensolver import SOLVERS, auto_solver, smallest_eigenpairs
+from gdl_data.ops.eigensolver import SOLVERS, auto_solver, dense_smallest_eigenpairs, smallest_eigenpairs
 from gdl_data.ops.healpix import (harmonic_polynomials, healpix_laplacian, pixel_centres,
                                   real_spherical_harmonics)
 from gdl_data.ops.lobpcg import guard_size
-from gdl_data.ops.laplacian import (LAPLACIANS, NORMALIZATIONS, cotan_laplacian,
+from gdl_data.ops.laplacian import (LAPLACIANS, NORMALIZATIONS, cotan_laplacian, dense_laplacian_unchecked,
                                     graph_laplacian, mesh_laplacian)
 from gdl_data.ops.registry import register_op
-from gdl_data.params import Choice, Integer, Number, check_params, param
+from gdl_data.params import Choice, Integer, Number, check_params, check_value, param
+
+sp = lazy_module("scipy.sparse")
 
 BASES = ("laplacian", "spherical_harmonics")
 
@@ -139,6 +142,22 @@ def graph_eigenbasis(num_nodes: int, edge_index: np.ndarray, edge_weight: np.nda
     return {"mass": mass, "evals": evals, "evecs": evecs}
 
 
+def graph_eigenbases(graphs: Sequence[tuple[int, np.ndarray, np.ndarray | None]], k: int = 64,
+                     normalization: str = "combinatorial", **solver_options) -> list[dict]:
+    """graph_eigenbasis of each (num_nodes, edge_index, edge_weight) in `graphs`, byte for byte,
+    with the graphs of at most `dense_below` nodes solved together (dense_smallest_eigenpairs)."""
+    check_value("normalization", normalization, Choice(NORMALIZATIONS))
+    dense_below = solver_options.get("dense_below", 1000)
+    small = [i for i, graph in enumerate(graphs) if graph[0] <= dense_below]
+    pairs = dense_smallest_eigenpairs([dense_laplacian_unchecked(*graphs[i], normalization) for i in small], k)
+    out: list[dict] = [None] * len(graphs)
+    for i, (evals, evecs) in zip(small, pairs):
+        out[i] = {"mass": np.ones(graphs[i][0]), "evals": evals, "evecs": evecs}
+    for i in sorted(set(range(len(graphs))) - set(small)):
+        out[i] = graph_eigenbasis(*graphs[i], k=k, normalization=normalization, **solver_options)
+    return out
+
+
 def sphere_eigenbasis(nside: int, k: int = 64, basis: str = "laplacian",
                       normalization: str = "combinatorial", **solver_options) -> dict:
     """Eigenbasis of a HEALPix sphere: the DeepSphere graph Laplacian or real spherical harmonics.
@@ -190,6 +209,18 @@ def _graph(sample, p: EigenbasisParams) -> dict:
 def _molecule(sample, p: EigenbasisParams) -> dict:
     return _compute(sample, graph_eigenbasis, len(sample["pos"]), sample["bond_index"], None,
                     p.k, p.normalization, **p.solver_options())
+
+
+@EIGENBASIS.implement_batch("graph")
+def _graphs(samples, p: EigenbasisParams) -> list[dict]:
+    return graph_eigenbases([(int(s["num_nodes"]), s["edge_index"], s.get("edge_weight")) for s in samples],
+                            p.k, p.normalization, **p.solver_options())
+
+
+@EIGENBASIS.implement_batch("molecule")
+def _molecules(samples, p: EigenbasisParams) -> list[dict]:
+    return graph_eigenbases([(len(s["pos"]), s["bond_index"], None) for s in samples],
+                            p.k, p.normalization, **p.solver_options())
 
 
 @EIGENBASIS.implement("sphere")

@@ -11,14 +11,16 @@ from dataclasses import dataclass
 from typing import Any, Mapping
 
 import numpy as np
-import scipy.sparse as sp
-from scipy.sparse import csgraph
-from scipy.spatial import cKDTree
 
+from gdl_data.lazy import lazy_module
 from gdl_data.errors import SpecError
 from gdl_data.ops.neighbor_graphs import knn_edge_index, mesh_components
 from gdl_data.ops.registry import register_op
 from gdl_data.params import Choice, Fixed, Integer, Number, check_params, check_value, param
+
+sp = lazy_module("scipy.sparse")
+csgraph = lazy_module("scipy.sparse.csgraph")
+spatial = lazy_module("scipy.spatial")
 
 NORMAL_WEIGHTINGS = ("area", "angle", "uniform")
 ORIENTATIONS = ("mst", "centroid")
@@ -153,7 +155,7 @@ def point_cloud_normals(pos: np.ndarray, knn: int = 30, orient: str = "mst",
         patches = pos[neighbours] - pos[:, None, :]
     else:
         k = max(1, min(knn, n))
-        _, neighbours = cKDTree(pos).query(pos, k=k)
+        _, neighbours = spatial.cKDTree(pos).query(pos, k=k)
         neighbours = neighbours.reshape(n, k)
         patches = pos[neighbours] - pos[neighbours].mean(axis=1, keepdims=True)
     _, eigvecs = np.linalg.eigh(np.einsum("nki,nkj->nij", patches, patches))

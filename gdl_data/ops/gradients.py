@@ -24,14 +24,16 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-import scipy.sparse as sp
 
+from gdl_data.lazy import lazy_module
 from gdl_data.ops.frames import frames_for
 from gdl_data.ops.neighbor_graphs import knn_edge_index, mesh_edge_index
 from gdl_data.ops.neighborhoods import healpix_neighbours_of
 from gdl_data.ops.registry import register_op
 from gdl_data.params import Choice, Integer, Number, check_params, param
 from gdl_data.ops.transport import tangent_coordinates
+
+sp = lazy_module("scipy.sparse")
 
 REGULARIZATION_SCALES = ("relative", "absolute")
 

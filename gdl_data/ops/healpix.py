@@ -9,9 +9,11 @@ graph Laplacian approximates the Laplace–Beltrami operator.
 from __future__ import annotations
 
 import numpy as np
-import scipy.sparse as sp
 
+from gdl_data.lazy import lazy_module
 from gdl_data.ops.neighbor_graphs import healpix_edge_index
+
+sp = lazy_module("scipy.sparse")
 
 
 def pixel_centres(nside: int) -> np.ndarray:

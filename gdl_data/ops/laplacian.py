@@ -25,9 +25,11 @@ sits (measured: 800 points on a unit sphere moved by (1, 1, 1) change a point's 
 from __future__ import annotations
 
 import numpy as np
-import scipy.sparse as sp
 
+from gdl_data.lazy import lazy_module
 from gdl_data.params import Choice, check_value
+
+sp = lazy_module("scipy.sparse")
 
 NORMALIZATIONS = ("combinatorial", "sym")
 LAPLACIANS = ("robust", "cotan")      # mesh Laplacians: see mesh_laplacian / cotan_laplacian
@@ -163,6 +165,12 @@ def dense_graph_laplacian(num_nodes: int, edge_index: np.ndarray, edge_weight: n
     """graph_laplacian's L as a dense (n, n) ndarray: the same rules (duplicates summed, the
     larger of w(i, j) and w(j, i), self-loops dropped, isolated nodes zero under "sym")."""
     check_value("normalization", normalization, Choice(NORMALIZATIONS))
+    return dense_laplacian_unchecked(num_nodes, edge_index, edge_weight, normalization)
+
+
+def dense_laplacian_unchecked(num_nodes: int, edge_index: np.ndarray, edge_weight: np.ndarray | None,
+                              normalization: str) -> np.ndarray:
+    """dense_graph_laplacian with `normalization` already checked (once for a batch of graphs)."""
     src, dst = np.asarray(edge_index, dtype=np.int64).reshape(2, -1)
     weight = (np.ones(len(src)) if edge_weight is None
               else np.asarray(edge_weight, dtype=np.float64).reshape(-1))

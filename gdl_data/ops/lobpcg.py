@@ -24,8 +24,11 @@ Measured against shift-invert block Lanczos in bench/RESULTS.md ("Large samples"
 from __future__ import annotations
 
 import numpy as np
-import scipy.linalg
-import scipy.sparse as sp
+
+from gdl_data.lazy import lazy_module
+
+linalg = lazy_module("scipy.linalg")
+sp = lazy_module("scipy.sparse")
 
 BLOCKS = 8             # for lobpcg_bytes: X, P, the residual, W, one V-cycle temporary, and
                        # ≈ 3 more of temporaries the allocator holds on to (measured)
@@ -174,7 +177,7 @@ def _ritz(rows, blocks: list[np.ndarray], m: int) -> tuple[list[np.ndarray], np.
             product[:rows_here, lo:hi] = part @ block
         H += basis[:rows_here].T @ product[:rows_here]
         G += basis[:rows_here].T @ basis[:rows_here]
-    theta, vectors = scipy.linalg.eigh(0.5 * (H + H.T), 0.5 * (G + G.T), subset_by_index=[0, m - 1])
+    theta, vectors = linalg.eigh(0.5 * (H + H.T), 0.5 * (G + G.T), subset_by_index=[0, m - 1])
     return np.split(vectors, edges[1:-1], axis=0), theta
 
 
@@ -199,7 +202,7 @@ def amg_vcycle(C: sp.csr_matrix, sigma: float):
         spread = (np.asarray(abs(A).sum(axis=1)).ravel() + shift) / diagonal
         levels.append((row_chunks(A), shift, 4.0 / (3.0 * spread.max()) / diagonal,
                        getattr(level, "P", None), getattr(level, "R", None)))
-    coarse = scipy.linalg.cho_factor(hierarchy.levels[-1].A.toarray())
+    coarse = linalg.cho_factor(hierarchy.levels[-1].A.toarray())
     hierarchy.levels[0].A = None
     del hierarchy
     release_freed_memory()         # the setup's freed temporaries: ≈ 3× what it keeps
@@ -207,7 +210,7 @@ def amg_vcycle(C: sp.csr_matrix, sigma: float):
     def cycle(depth: int, r: np.ndarray) -> np.ndarray:
         rows, shift, weight, P, R = levels[depth]
         if depth == len(levels) - 1:
-            return scipy.linalg.cho_solve(coarse, r)
+            return linalg.cho_solve(coarse, r)
         x = np.zeros_like(r)
         _jacobi(rows, shift, weight, x, r, last_residual=True)   # r: the residual from here on
         correction = P @ cycle(depth + 1, R @ r)

@@ -9,8 +9,11 @@ from __future__ import annotations
 from typing import Callable, Iterator
 
 import numpy as np
-import scipy.sparse as sp
-from scipy.spatial import cKDTree
+
+from gdl_data.lazy import lazy_module
+
+sp = lazy_module("scipy.sparse")
+spatial = lazy_module("scipy.spatial")
 
 
 def canonical_edges(src: np.ndarray, dst: np.ndarray, n: int) -> np.ndarray:
@@ -85,7 +88,7 @@ def knn_edge_index(pos: np.ndarray, k: int, symmetric: bool = True) -> np.ndarra
     if k < 1:
         return np.zeros((2, 0), dtype=np.int64)
     # k + 1: each point finds itself first (or a coincident twin; canonical_edges drops self-loops).
-    _, idx = cKDTree(pos).query(pos, k=k + 1)
+    _, idx = spatial.cKDTree(pos).query(pos, k=k + 1)
     keep = np.ones(idx.shape, dtype=bool)
     keep[np.arange(n), _self_or_farthest(idx)] = False
     src, dst = np.repeat(np.arange(n), k + 1)[keep.ravel()], idx[keep]
@@ -112,7 +115,7 @@ def radius_edge_index(pos: np.ndarray, radius: float) -> np.ndarray:
         close = np.einsum("ijk,ijk->ij", diff, diff) <= radius * radius
         np.fill_diagonal(close, False)
         return np.stack(np.nonzero(close)).astype(np.int64)     # row-major: sorted by (source, target)
-    pairs = cKDTree(pos).query_pairs(radius, output_type="ndarray").reshape(-1, 2)
+    pairs = spatial.cKDTree(pos).query_pairs(radius, output_type="ndarray").reshape(-1, 2)
     return canonical_edges(np.concatenate([pairs[:, 0], pairs[:, 1]]),
                            np.concatenate([pairs[:, 1], pairs[:, 0]]), len(pos))
 

@@ -20,6 +20,16 @@ Each op also says, before computing, how much memory a sample will cost it::
     @EIGENBASIS.estimate("mesh", advice="write a smaller k (now {k})")
     def _mesh_bytes(sample, p: EigenbasisParams) -> int: ...
 
+Where one sample is cheap (a molecule of 20 atoms), per-call overhead dominates: an op may
+also implement a domain for many samples at once, giving the same bytes as one at a time
+(tests/test_batched_ops.py)::
+
+    @EIGENBASIS.implement_batch("molecule")
+    def _molecules(samples, p: EigenbasisParams) -> list[dict[str, np.ndarray]]: ...
+
+`Op.run_batch(samples, params)` uses it when there is one and otherwise calls `run` per
+sample; either way one sample's failure is that sample's entry, not the batch's.
+
 `Op.estimate_bytes(sample, params)` is that formula (from the sizes of the sample's arrays and
 the parameters only: n, faces, edges, k, sources) plus `BASE_BYTES`, or `default_estimate` where
 an op has none for the domain; `Op.over_budget(sample, params, budget)` is the error a worker
@@ -30,7 +40,7 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass, field
-from typing import Any, Callable, Mapping
+from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 
@@ -38,6 +48,7 @@ from gdl_data.errors import OpError, OverBudget, SpecError, SpecProblems, did_yo
 from gdl_data.params import declared, problems_in
 
 Impl = Callable[[Mapping[str, Any], Any], dict[str, np.ndarray]]
+BatchImpl = Callable[[Sequence[Mapping[str, Any]], Any], list[dict[str, np.ndarray]]]
 Estimate = Callable[[Mapping[str, Any], Any], float]
 
 # Added to every formula: what a run of an op costs beyond its arrays (allocator arenas,
@@ -73,11 +84,21 @@ class Op:
     # a spec running such an op stores its outputs per sample instead of sharing them.
     reads_signals: tuple[str, ...] = ()
     impls: dict[str, Impl] = field(default_factory=dict)
+    batch_impls: dict[str, BatchImpl] = field(default_factory=dict)
     estimates: dict[str, tuple[Estimate, str]] = field(default_factory=dict)
 
     def implement(self, domain: str) -> Callable[[Impl], Impl]:
         def decorator(fn: Impl) -> Impl:
             self.impls[domain] = fn
+            return fn
+        return decorator
+
+    def implement_batch(self, domain: str) -> Callable[[BatchImpl], BatchImpl]:
+        """Register `fn(samples, params) -> [outputs, ...]` for many samples of `domain` at once;
+        it must give what `run` gives one at a time, byte for byte, and may raise (the batch
+        is then run one sample at a time, so that the failure is its sample's)."""
+        def decorator(fn: BatchImpl) -> BatchImpl:
+            self.batch_impls[domain] = fn
             return fn
         return decorator
 
@@ -130,10 +151,39 @@ class Op:
 
     def run(self, sample: Mapping[str, Any], params: Any) -> dict[str, np.ndarray]:
         """Apply to one sample; refuses NaN/inf in any output (never stored silently)."""
-        out = self.impls[sample["domain"]](sample, params)
+        return self._checked(sample, self.impls[sample["domain"]](sample, params))
+
+    def run_batch(self, samples: Sequence[Mapping[str, Any]], params: Any) -> list[dict[str, np.ndarray] | Exception]:
+        """`run` on each of `samples` (one domain), each entry its outputs or the exception
+        that sample raised. With a batch implementation for the domain, all are computed at once
+        first; if that raises, one at a time, so a bad sample fails alone."""
+        batch = self.batch_impls.get(samples[0]["domain"]) if len(samples) > 1 else None
+        if batch is not None:
+            try:
+                outs = batch(samples, params)
+            except Exception:  # noqa: BLE001 - found again below, and named, one sample at a time
+                outs = None
+            if outs is not None:
+                return [self._checked_or_error(s, out) for s, out in zip(samples, outs)]
+        return [self._run_or_error(s, params) for s in samples]
+
+    def _run_or_error(self, sample: Mapping[str, Any], params: Any) -> dict[str, np.ndarray] | Exception:
+        try:
+            return self.run(sample, params)
+        except Exception as exc:  # noqa: BLE001 - the sample's own failure, reported as its error row
+            return exc
+
+    def _checked_or_error(self, sample: Mapping[str, Any], out: dict[str, np.ndarray]) -> dict[str, np.ndarray] | Exception:
+        try:
+            return self._checked(sample, out)
+        except OpError as exc:
+            return exc
+
+    def _checked(self, sample: Mapping[str, Any], out: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         for key, value in out.items():
             arr = np.asarray(value)
-            if arr.dtype.kind == "f" and not np.all(np.isfinite(arr) | np.isposinf(arr)):
+            # isfinite alone first: the common case costs one pass, not three
+            if arr.dtype.kind == "f" and not np.isfinite(arr).all() and not np.all(np.isfinite(arr) | np.isposinf(arr)):
                 raise OpError(sample.get("source", "?"),
                               f"op '{self.name}' produced NaN or -inf in '{key}'", kind="non-finite")
         return out

@@ -72,6 +72,7 @@ def parse_sdf_record(record: bytes, source: str) -> Molecule:
         mol = next(Chem.ForwardSDMolSupplier(io.BytesIO(record + b"\n$$$$\n"), sanitize=False,
                                              removeHs=False), None)
         if mol is None:
+            _check_coordinates_of(record, source)      # a precise message where there is one
             raise ReadError(source, "RDKit cannot parse this record as a molfile", kind="parse-error")
         try:    # one sanitization: DetectChemistryProblems first would run it twice
             Chem.SanitizeMol(mol)
@@ -83,7 +84,8 @@ def parse_sdf_record(record: bytes, source: str) -> Molecule:
 def _check_v2000_block(record: bytes, source: str) -> tuple[np.ndarray, np.ndarray] | None:
     """Check a V2000 molfile's atom block by its fixed columns; V3000 is left to RDKit (None).
 
-    Gives precise kinds (truncated, unknown element, NaN) where RDKit only says "cannot parse".
+    Gives precise kinds (truncated, unknown element) where RDKit only says "cannot parse"
+    (coordinates: _check_coordinates_of, once RDKit has refused the record).
     Returns (atomic numbers (n,), bonds (b, 2) 0-based) read from the fixed columns on the way,
     which RDKit's per-atom Python iteration would take 3x longer to give.
     """
@@ -104,14 +106,6 @@ def _check_v2000_block(record: bytes, source: str) -> tuple[np.ndarray, np.ndarr
                                 f"({4 + num_atoms + num_bonds} lines) but the record has {len(lines)} lines",
                         kind="truncated")
     atom_lines = lines[4:4 + num_atoms]
-    try:    # all coordinates at once; atom by atom only to name the bad one
-        finite = np.isfinite(np.array([(line[0:10], line[10:20], line[20:30]) for line in atom_lines],
-                                      dtype=np.float64)).all()
-    except ValueError:
-        finite = False
-    if not finite:
-        for atom, line in enumerate(atom_lines):
-            _check_coordinates(source, atom, (line[0:10], line[10:20], line[20:30]))
     z = np.empty(num_atoms, dtype=np.int64)
     for atom, line in enumerate(atom_lines):
         number = atomic_number(line[31:34].strip(), case_sensitive=False)
@@ -124,6 +118,17 @@ def _check_v2000_block(record: bytes, source: str) -> tuple[np.ndarray, np.ndarr
     except ValueError:
         return None     # RDKit judges a bond block it cannot read by columns
     return z, bonds
+
+
+def _check_coordinates_of(record: bytes, source: str) -> None:
+    """Name the first atom of a V2000 record whose coordinates are not numbers (ReadError).
+    Only after RDKit refused the record: coordinates RDKit reads are checked on its positions."""
+    lines = record.decode("latin-1").splitlines()
+    counts = lines[3] if len(lines) > 3 else ""
+    if "V3000" in counts or not counts[0:3].strip().isdigit():
+        return
+    for atom, line in enumerate(lines[4:4 + int(counts[0:3])]):
+        _check_coordinates(source, atom, (line[0:10], line[10:20], line[20:30]))
 
 
 def _check_coordinates(source: str, atom: int, coordinates: tuple[str, ...]) -> None:

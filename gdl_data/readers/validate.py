@@ -224,7 +224,12 @@ def both_directions(src: np.ndarray, dst: np.ndarray) -> np.ndarray:
     """(2, 2e) int64 edge index with each undirected edge as (u, v) then (v, u); a self-loop once."""
     src = np.asarray(src, dtype=np.int64)
     dst = np.asarray(dst, dtype=np.int64)
-    pairs = np.stack([np.stack([src, dst]), np.stack([dst, src])], axis=2).reshape(2, -1)
+    pairs = np.empty((2, 2 * len(src)), dtype=np.int64)
+    pairs[0, 0::2] = pairs[1, 1::2] = src
+    pairs[1, 0::2] = pairs[0, 1::2] = dst
+    loops = src == dst
+    if not loops.any():
+        return pairs
     keep = np.ones(pairs.shape[1], dtype=bool)
-    keep[1::2] = src != dst  # the reverse copy of a self-loop would duplicate it
+    keep[1::2] = ~loops      # the reverse copy of a self-loop would duplicate it
     return pairs[:, keep]

@@ -1,0 +1,77 @@
+"""A run with a few small items to compute: one forked child process, no cluster.
+
+Re-running a dataset after one record of a 100,000-record file changed computes that record
+only; starting a Dask cluster for it (importing distributed, starting a scheduler and workers)
+would cost ten times the work. Such a run is computed in one child process forked from this
+one, so a sample that kills its process (out of memory, a crash in native code) takes down the
+child, not the run: the caller then computes the same shards on a cluster, whose isolated retry
+turns the culprit into its error row (pipelines/on_dask.py).
+"""
+from __future__ import annotations
+
+import dataclasses
+import os
+import pickle
+import signal
+import threading
+from typing import TYPE_CHECKING
+
+from pipelines.compute import ShardResult, compute_shard
+from pipelines.spec import PipelineSpec
+
+if TYPE_CHECKING:
+    from pipelines.execute import Job
+
+# At most this many items and this much raw input go to a child instead of a cluster.
+SMALL_ITEMS = 32
+SMALL_BYTES = 1 << 20
+
+
+def is_small(job: Job) -> bool:
+    """A few small items to compute, and a process that can fork safely (one thread: a Prefect
+    flow runs several) and owns no cluster address to use instead."""
+    plan = job.plan
+    raw = sum(it.stop - it.start for shard in plan.todo for it in shard.items)
+    return (0 < plan.todo_items <= SMALL_ITEMS and raw <= SMALL_BYTES and job.spec.dask_address is None
+            and threading.active_count() == 1 and hasattr(os, "fork"))
+
+
+def memory_budget(spec: PipelineSpec) -> int:
+    """The budget a cluster worker would get: spec.worker_memory, else this machine's memory
+    divided among the default workers (what Dask's "auto" gives each)."""
+    if spec.worker_memory:
+        from dask.utils import parse_bytes
+        return parse_bytes(spec.worker_memory)
+    from pipelines.cluster import default_workers
+    return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") // (spec.workers or default_workers())
+
+
+def run_in_child(job: Job) -> list[ShardResult] | None:
+    """Every shard of the plan computed and written by one forked child; their results in plan
+    order, or None when the child died or failed (nothing is lost: finished shards are on disk
+    and a cluster run resumes them)."""
+    spec, budget = job.spec, memory_budget(job.spec)
+    read_end, write_end = os.pipe()
+    pid = os.fork()
+    if pid == 0:                                   # the child: compute, send, leave at once
+        os.close(read_end)
+        code = 1
+        try:
+            results = [dataclasses.replace(compute_shard(spec.output, shard, spec.domain, spec.ops, job.labels,
+                                                         spec.layout(), budget=budget), place="forked process")
+                       for shard in job.plan.todo]
+            with os.fdopen(write_end, "wb") as out:
+                pickle.dump(results, out)
+            code = 0
+        finally:
+            os._exit(code)                         # no atexit, no second flush of parent buffers
+    os.close(write_end)
+    try:
+        with os.fdopen(read_end, "rb") as src:
+            data = src.read()
+        _, status = os.waitpid(pid, 0)
+    except BaseException:                          # SIGTERM / Ctrl-C: the child goes with us
+        os.kill(pid, signal.SIGKILL)
+        os.waitpid(pid, 0)
+        raise
+    return pickle.loads(data) if status == 0 and data else None
