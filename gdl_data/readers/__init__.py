@@ -116,9 +116,7 @@ def read_records(path: str, domain: str, spans, source: str | None = None) -> It
             return
     try:
         with fsspec.open(path, "rb") as fh:
-            for index, start, stop in spans:
-                fh.seek(start)
-                data = fh.read(stop - start)
+            for index, start, stop, data in _record_bytes(fh, spans):
                 try:
                     yield parse(data, f"{source}#{index}")
                 except ReadError as err:
@@ -128,6 +126,25 @@ def read_records(path: str, domain: str, spans, source: str | None = None) -> It
                     yield parse_failure(f"{source}#{index}", exc)
     except OSError as exc:
         yield ReadError(source, f"cannot read the file: {exc.strerror or exc}", kind="unreadable")
+
+
+def _record_bytes(fh, spans) -> Iterator[tuple[int, int, int, bytes]]:
+    """(index, start, stop, bytes) of each span; spans that follow one another in the file (a
+    shard's run of records) are read together, one read per RECORD_BLOCK bytes, not per record."""
+    spans = list(spans)
+    i = 0
+    while i < len(spans):
+        j, first = i + 1, spans[i][1]
+        while j < len(spans) and spans[j][1] >= spans[j - 1][2] and spans[j][2] - first <= RECORD_BLOCK:
+            j += 1
+        fh.seek(first)
+        block = fh.read(spans[j - 1][2] - first)
+        for index, start, stop in spans[i:j]:
+            yield index, start, stop, block[start - first:stop - first]
+        i = j
+
+
+RECORD_BLOCK = 8 << 20
 
 
 def register_sidecar(domain: str, predicate: Callable[[str], bool]) -> None:

@@ -180,6 +180,8 @@ def check_positions(pos, source: str, what: str) -> np.ndarray:
         raise ReadError(source, f"{what} coordinates have shape {pos.shape}, expected (n, 3)", kind="parse-error")
     if len(pos) == 0:
         raise ReadError(source, f"no {what}s", kind="empty")
+    if np.abs(pos).max() <= FLOAT32_MAX:      # one pass for the usual case (NaN compares False)
+        return pos
     bad = ~np.isfinite(pos).all(axis=1)
     if bad.any():
         first = int(np.flatnonzero(bad)[0])
