@@ -63,7 +63,10 @@ def dask_client(address: str | None = None, n_workers: int | None = None,
                 "distributed.scheduler.allowed-failures": 0,
                 # One task per worker thread at a time, the rest queued on the scheduler: a
                 # worker that dies then takes only the task it was running down with it.
-                "distributed.scheduler.worker-saturation": 1.0}
+                "distributed.scheduler.worker-saturation": 1.0,
+                # Dask's sampling profiler takes each worker's GIL every 10 ms to read its
+                # stack (for the dashboard); a run's own timings are in its manifest.
+                "distributed.worker.profile.enabled": False}
     with dask.config.set(settings), \
             LocalCluster(n_workers=n_workers or default_workers(), threads_per_worker=1, processes=True,
                          memory_limit=memory_per_worker or "auto", dashboard_address=":0",
