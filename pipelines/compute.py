@@ -24,7 +24,7 @@ from pipelines.cache import WHOLE_FILE, Item, Reuse, ShardPlan
 from pipelines.labels import LabelRule
 from pipelines.sources import local_copy
 from pipelines.spec import OpStep
-from storage import infer_infos, write_shard
+from storage import infer_infos, read_shard_entry, shard_done, write_shard
 from storage.geometry import GEOMETRY_KEY, geometry_exists, write_geometry
 from storage.reader import read_rows
 
@@ -347,6 +347,14 @@ def one_blas_thread() -> None:
     BLAS pools, and N workers x N BLAS threads would oversubscribe the cores."""
     from threadpoolctl import threadpool_limits
     threadpool_limits(1)
+
+
+def resumed(uri: str, shard: ShardPlan) -> ShardResult | None:
+    """The result of a shard a killed run already finished (found by its name), else None."""
+    if not shard_done(uri, shard.name):
+        return None
+    entry = read_shard_entry(uri, shard.name)
+    return ShardResult(entry, errors=entry["errors"], resumed=True)
 
 
 def compute_shard(uri: str, shard: ShardPlan, domain: str, steps: Sequence[OpStep],

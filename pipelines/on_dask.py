@@ -14,9 +14,8 @@ from distributed import wait as wait_for
 
 from pipelines.cache import ShardPlan
 from pipelines.cluster import is_worker_death
-from pipelines.compute import ShardResult, compute_shard, died_result, process_item, write_items
+from pipelines.compute import ShardResult, compute_shard, died_result, process_item, resumed, write_items
 from pipelines.execute import Job, Progress, report_shard
-from storage import read_shard_entry, shard_done
 
 
 def _submit_shard(client: Client, job: Job, shard: ShardPlan) -> Future:
@@ -55,9 +54,8 @@ def run_job(client: Client, job: Job, progress: Progress | None = None) -> list[
     results: dict[int, ShardResult] = {}
     futures: dict[Future, int] = {}
     for i, shard in enumerate(todo):
-        if shard_done(uri, shard.name):
-            entry = read_shard_entry(uri, shard.name)
-            results[i] = ShardResult(entry, errors=entry["errors"], resumed=True)
+        results[i] = resumed(uri, shard)
+        if results[i] is not None:
             report_shard(progress, results[i])
         else:
             futures[_submit_shard(client, job, shard)] = i

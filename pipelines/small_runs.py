@@ -16,7 +16,7 @@ import signal
 import threading
 from typing import TYPE_CHECKING
 
-from pipelines.compute import ShardResult, compute_shard
+from pipelines.compute import ShardResult, compute_shard, resumed
 from pipelines.spec import PipelineSpec
 
 if TYPE_CHECKING:
@@ -47,8 +47,8 @@ def memory_budget(spec: PipelineSpec) -> int:
 
 
 def run_in_child(job: Job) -> list[ShardResult] | None:
-    """Every shard of the plan computed and written by one forked child; their results in plan
-    order, or None when the child died or failed (nothing is lost: finished shards are on disk
+    """Every shard of the plan computed and written by one forked child (those a killed run
+    finished are resumed); their results in plan order, or None when the child died or failed (nothing is lost: finished shards are on disk
     and a cluster run resumes them)."""
     spec, budget = job.spec, memory_budget(job.spec)
     read_end, write_end = os.pipe()
@@ -57,9 +57,9 @@ def run_in_child(job: Job) -> list[ShardResult] | None:
         os.close(read_end)
         code = 1
         try:
-            results = [dataclasses.replace(compute_shard(spec.output, shard, spec.domain, spec.ops, job.labels,
-                                                         spec.layout(), budget=budget), place="forked process")
-                       for shard in job.plan.todo]
+            results = [resumed(spec.output, shard) or dataclasses.replace(
+                compute_shard(spec.output, shard, spec.domain, spec.ops, job.labels, spec.layout(), budget=budget),
+                place="forked process") for shard in job.plan.todo]
             with os.fdopen(write_end, "wb") as out:
                 pickle.dump(results, out)
             code = 0
