@@ -45,6 +45,7 @@ from pipelines.geometry import GEOMETRY_SALT, spec_shares
 from pipelines.sources import file_state, hash_file
 from pipelines.spec import PipelineSpec
 from storage import load_manifest
+from storage.arrays import to_numpy
 from storage.fs import join, resolve
 from storage.writer import FILES_SCHEMA
 
@@ -238,7 +239,7 @@ def _with_all_columns(table: pa.Table) -> pa.Table:
 
 
 def _np(column: pa.ChunkedArray | pa.Array) -> np.ndarray:
-    return column.to_numpy(zero_copy_only=False)
+    return to_numpy(column)
 
 
 def current_items(stats: Sequence[FileState], prev: pa.Table | None, domain: str) -> pa.Table:
@@ -264,8 +265,9 @@ def current_items(stats: Sequence[FileState], prev: pa.Table | None, domain: str
 
 def _ident(table: pa.Table) -> pa.ChunkedArray:
     """One string per item naming its place and content: file, record, key."""
+    # the separator typed: an untyped Python string takes pyarrow's path that imports pandas
     return pc.binary_join_element_wise(table["file"], pc.cast(table["record"], pa.string()), table["key"],
-                                       "\x1f")
+                                       pa.scalar("\x1f", pa.string()))
 
 
 def kept_shards(prev: pa.Table, cur: pa.Table, retry_errors: bool) -> tuple[np.ndarray, np.ndarray]:
@@ -326,7 +328,7 @@ def plan_run(spec: PipelineSpec, files: Sequence[str] | Sequence[FileState], *, 
     sources = reuse_sources(prev, manifest, rest["key"].combine_chunks()) if prev is not None and len(rest) else {}
     retry: set[str] = set()
     if retry_errors and prev is not None:
-        retry = set(prev.filter(pc.not_equal(prev["errors"], "[]"))["key"].to_pylist())
+        retry = set(prev.filter(pc.not_equal(prev["errors"], pa.scalar("[]", pa.string())))["key"].to_pylist())
     plan.todo = new_shards(spec, plan, rest.to_pylist(), sources, manifest, retry)
     return plan
 

@@ -12,13 +12,7 @@ import dask
 from distributed import Client, KilledWorker, LocalCluster
 from distributed.comm.core import CommClosedError
 
-
-def default_workers() -> int:
-    """One worker process per core this process may use (all of them, not a fixed cap)."""
-    try:
-        return max(1, len(os.sched_getaffinity(0)))
-    except AttributeError:       # not Linux
-        return max(1, os.cpu_count() or 1)
+from pipelines.machine import default_workers
 
 
 def _start_method() -> str:

@@ -17,6 +17,7 @@ import threading
 from typing import TYPE_CHECKING
 
 from pipelines.compute import ShardResult, compute_shard, resumed
+from pipelines.machine import default_workers, total_memory
 from pipelines.spec import PipelineSpec
 
 if TYPE_CHECKING:
@@ -42,8 +43,7 @@ def memory_budget(spec: PipelineSpec) -> int:
     if spec.worker_memory:
         from dask.utils import parse_bytes
         return parse_bytes(spec.worker_memory)
-    from pipelines.cluster import default_workers
-    return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") // (spec.workers or default_workers())
+    return total_memory() // (spec.workers or default_workers())
 
 
 def run_in_child(job: Job) -> list[ShardResult] | None:
