@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import resource
 import shutil
 import statistics
 import subprocess
@@ -32,10 +33,19 @@ ops:
 """
 
 
-def _timed(cmd: list[str], env: dict | None = None) -> float:
+CPU: dict[str, list[float]] = {}      # CPU seconds (the command and its children) per label
+
+
+def _timed(cmd: list[str], env: dict | None = None, label: str | None = None) -> float:
+    """Wall seconds of a whole command; its CPU seconds (with its workers') kept in CPU[label]."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     start = time.perf_counter()
     subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
-    return time.perf_counter() - start
+    wall = time.perf_counter() - start
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    if label is not None:
+        CPU.setdefault(label, []).append(after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime)
+    return wall
 
 
 def _env(workdir: str) -> dict:
@@ -46,11 +56,11 @@ def _env(workdir: str) -> dict:
     return env
 
 
-def _gdl(workdir: str, sdf: str, output: str, *flags: str) -> float:
+def _gdl(workdir: str, sdf: str, output: str, *flags: str, label: str | None = None) -> float:
     spec = os.path.join(workdir, "spec.yaml")
     with open(spec, "w") as fh:
         fh.write(SPEC.format(source=sdf, output=output))
-    return _timed([sys.executable, "-m", "flows.cli", "preprocess", spec, *flags], _env(workdir))
+    return _timed([sys.executable, "-m", "flows.cli", "preprocess", spec, *flags], _env(workdir), label)
 
 
 def _fresh(path: str) -> str:
@@ -62,11 +72,13 @@ def first_runs(workdir: str, sdf: str, repeats: int, workers: list[int]) -> dict
     times: dict[str, list[float]] = {"plain script": []}
     out = os.path.join(workdir, "out")
     for _ in range(repeats):       # interleaved, so that load drifts hit every row alike
-        times["plain script"].append(_timed([sys.executable, "-m", "bench.scale_plain", sdf, _fresh(out)]))
+        times["plain script"].append(_timed([sys.executable, "-m", "bench.scale_plain", sdf, _fresh(out)],
+                                            label="plain script"))
         for w in workers:
-            times.setdefault(f"gdl preprocess, {w} worker(s)", []).append(
-                _gdl(workdir, sdf, _fresh(out), "--workers", str(w)))
-    times["gdl preprocess --prefect (temporary server)"] = [_gdl(workdir, sdf, _fresh(out), "--prefect")]
+            label = f"gdl preprocess, {w} worker(s)"
+            times.setdefault(label, []).append(_gdl(workdir, sdf, _fresh(out), "--workers", str(w), label=label))
+    label = "gdl preprocess --prefect (temporary server)"
+    times[label] = [_gdl(workdir, sdf, _fresh(out), "--prefect", label=label)]
     return times
 
 
@@ -102,7 +114,7 @@ def rerun_costs(workdir: str, sdf: str) -> dict[str, dict]:
         with open(os.path.join(output, "manifest.json")) as fh:
             run = json.load(fh)["run"]
         out[label] = {"seconds": seconds, "computed": run["op_samples_computed"],
-                      "samples": run.get("items_computed")}
+                      "samples": run.get("items_computed"), "where": run.get("shards_computed_in", {})}
     return out
 
 
@@ -122,14 +134,15 @@ def main() -> None:
     plain = statistics.median(times["plain script"])
     print(f"\n{args.molecules} molecules in one SDF; ops radius 5.0 + eigenbasis k 8; {os.cpu_count()} cores; "
           f"load average {load:.1f} at start, {os.getloadavg()[0]:.1f} at end; medians of {args.repeats}")
-    print(f"{'command (whole process)':48s} {'median s':>9s} {'runs':>22s} {'speed vs plain':>15s}")
+    print(f"{'command (whole process)':48s} {'median s':>9s} {'runs':>22s} {'speed vs plain':>15s} {'CPU s':>6s}")
     for label, runs in times.items():
         med = statistics.median(runs)
-        print(f"{label:48s} {med:9.2f} {str([round(r, 2) for r in runs]):>22s} {plain / med:14.2f}x")
+        print(f"{label:48s} {med:9.2f} {str([round(r, 2) for r in runs]):>22s} {plain / med:14.2f}x "
+              f"{statistics.median(CPU[label]):6.2f}")
     first = costs["first run"]["seconds"]
-    print(f"\n{'re-run after':32s} {'seconds':>8s} {'vs first run':>13s}  op samples computed")
+    print(f"\n{'re-run after':32s} {'seconds':>8s} {'vs first run':>13s}  op samples computed, shards computed in")
     for label, c in costs.items():
-        print(f"{label:32s} {c['seconds']:8.2f} {c['seconds'] / first:13.3f}  {c['computed']}")
+        print(f"{label:32s} {c['seconds']:8.2f} {c['seconds'] / first:13.3f}  {c['computed']} {c['where']}")
 
 
 if __name__ == "__main__":

@@ -29,11 +29,13 @@ SMALL_BYTES = 1 << 20
 
 
 def is_small(job: Job) -> bool:
-    """A few small items to compute, and a process that can fork safely (one thread: a Prefect
-    flow runs several) and owns no cluster address to use instead."""
-    plan = job.plan
-    raw = sum(it.stop - it.start for shard in plan.todo for it in shard.items)
-    return (0 < plan.todo_items <= SMALL_ITEMS and raw <= SMALL_BYTES and job.spec.dask_address is None
+    """A few small items to compute (items copied whole from old shards, e.g. the neighbours of
+    an edited record, cost a copy only), and a process that can fork safely (one thread: a
+    Prefect flow runs several) and owns no cluster address to use instead."""
+    computed = [item for shard in job.plan.todo for item, reuse in zip(shard.items, shard.reuse)
+                if not (reuse and reuse.whole)]
+    raw = sum(item.stop - item.start for item in computed)
+    return (len(computed) <= SMALL_ITEMS and raw <= SMALL_BYTES and job.spec.dask_address is None
             and threading.active_count() == 1 and hasattr(os, "fork"))
 
 
