@@ -214,3 +214,25 @@ def test_a_sample_over_the_memory_budget_is_refused_with_a_clear_row(tmp_path):
     assert error["error"] == "over-budget" and error["stage"] == "eigenbasis"
     assert error["source"] == str(raw / "huge.npy") and "huge.npy" in error["message"]
     assert "3.0 GB" in error["message"] and "smaller k" in error["message"]
+
+
+def test_a_molecule_run_imports_no_pandas_or_scipy_and_a_small_rerun_no_dask(tmp_path, sdf):
+    """What a command imports is start-up time: pandas (pyarrow's probe) 0.25 s, scipy 0.3 s,
+    distributed 0.3 s on this machine; molecules need none of them, a one-record re-run no Dask."""
+    spec = tmp_path / "spec.yaml"
+    spec.write_text(yaml.safe_dump({"name": "mols", "domain": "molecule", "source": str(sdf),
+                                    "output": str(tmp_path / "ds"), "ops": OPS}))
+    probe = ("import sys; from flows.cli import main; main(['preprocess', sys.argv[1]]); "
+             "print(sorted(m for m in ('pandas', 'scipy', 'distributed') if m in sys.modules))")
+    env = {**os.environ, "PREFECT_HOME": str(tmp_path / "prefect")}
+    env.pop("PREFECT_API_URL", None)
+
+    def imported():
+        done = subprocess.run([sys.executable, "-c", probe, str(spec)], env=env, capture_output=True,
+                              text=True, timeout=300)
+        assert done.returncode == 0, done.stderr[-2000:]
+        return done.stdout.strip().splitlines()[-1]
+    assert imported() == "['distributed']"
+    records = _records(sdf)
+    _write(sdf, records + [records[0].replace(b"mol0", b"extra", 1)])
+    assert imported() == "[]"
