@@ -12,6 +12,7 @@ travel through the orchestrator. Dask is imported only when a cluster is used.
 """
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import os
@@ -147,7 +148,10 @@ def run_pipeline(spec: PipelineSpec, client: Client | None = None, retry_errors:
     child for a few small items, else on a temporary LocalCluster).
     """
     start = time.perf_counter()
-    with DatasetLock(spec.output, wait=wait):
+    with DatasetLock(spec.output, wait=wait), contextlib.ExitStack() as stack:
+        if client is None and _first_run_of_one_large_file(spec):
+            from pipelines.cluster import dask_client   # its workers start while this process plans
+            client = stack.enter_context(dask_client(None, spec.workers, spec.worker_memory))
         job = prepare(spec, retry_errors)
         reporter = ProgressReporter(job.plan.todo_items, label=spec.name, unit="items",
                                     log=log if progress else (lambda _msg: None),
@@ -155,6 +159,14 @@ def run_pipeline(spec: PipelineSpec, client: Client | None = None, retry_errors:
         results = compute(job, client, reporter.items_done)
         reporter.close()
         return commit(job, results, time.perf_counter() - start)
+
+
+def _first_run_of_one_large_file(spec: PipelineSpec) -> bool:
+    """A new dataset from one local file of many records: it will be computed on a cluster, so
+    the cluster is started before planning (which reads and hashes the whole file)."""
+    from pipelines.small_runs import SMALL_BYTES
+    return (spec.dask_address is None and os.path.isfile(spec.source) and os.path.getsize(spec.source) > SMALL_BYTES
+            and "://" not in spec.output and not os.path.exists(os.path.join(spec.output, "manifest.json")))
 
 
 def compute(job: Job, client: Client | None = None, progress: Progress | None = None) -> list[ShardResult]:

@@ -236,3 +236,14 @@ def test_a_molecule_run_imports_no_pandas_or_scipy_and_a_small_rerun_no_dask(tmp
     records = _records(sdf)
     _write(sdf, records + [records[0].replace(b"mol0", b"extra", 1)])
     assert imported() == "[]"
+
+
+def test_the_first_run_of_one_large_file_computes_on_the_cluster_started_before_planning(tmp_path):
+    path = tmp_path / "raw" / "mols.sdf"
+    path.parent.mkdir()
+    write_conformer_sdf(str(path), 1100, seed=6)
+    assert path.stat().st_size > 1 << 20          # pipelines/small_runs.py SMALL_BYTES
+    spec = _spec(tmp_path, path, "ds", shard_size=256, workers=2)
+    manifest = run_pipeline(spec, progress=False)
+    assert manifest["sample_count"] == 1100 and manifest["run"]["shards_computed_in"] == {"dask worker": 5}
+    assert [r[0] for r in _rows(spec.output)][::275] == [f"{path}#{i}" for i in range(0, 1100, 275)]
