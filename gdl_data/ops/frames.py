@@ -12,8 +12,8 @@ from typing import Any, Mapping
 
 import numpy as np
 
-from gdl_data.lazy import lazy_module
 from gdl_data.errors import SpecError
+from gdl_data.lazy import lazy_module
 from gdl_data.ops.neighbor_graphs import knn_edge_index, mesh_components
 from gdl_data.ops.registry import register_op
 from gdl_data.params import Choice, Fixed, Integer, Number, check_params, check_value, param
