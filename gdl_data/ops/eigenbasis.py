@@ -30,9 +30,8 @@ import scipy.sparse as sp
 
 from gdl_data.errors import OpError, SpecError
 from gdl_data.ops.eigensolver import SOLVERS, auto_solver, smallest_eigenpairs
-from gdl_data.ops.healpix import (harmonic_polynomials, healpix_laplacian, pixel_centres,
+from gdl_data.ops.healpix import (harmonic_block, harmonic_polynomials, healpix_laplacian, pixel_centres,
                                   real_spherical_harmonics)
-from gdl_data.ops.lobpcg import guard_size
 from gdl_data.ops.laplacian import (LAPLACIANS, NORMALIZATIONS, cotan_laplacian,
                                     graph_laplacian, mesh_laplacian)
 from gdl_data.ops.registry import register_op
@@ -95,7 +94,10 @@ class EigenbasisParams:
 # 3: graphs of at most dense_below nodes are built and solved densely (last-bit changes possible
 # for non-integer weights; unit-weight graphs and molecules are unchanged); large graphs and
 # HEALPix maps by LOBPCG (solver auto).
-EIGENBASIS = register_op("eigenbasis", EigenbasisParams, version="3",
+# 4: LOBPCG with soft locking, a float32 multigrid V-cycle, a standard Rayleigh–Ritz problem and,
+# on the sphere, the whole degree cluster of the k-th pair as its block (no other guard):
+# eigenvalues and eigenspaces of its results change at the level of its tolerance.
+EIGENBASIS = register_op("eigenbasis", EigenbasisParams, version="4",
                          outputs=("mass", "evals", "evecs"), doc=__doc__.split("\n\n")[0])
 
 
@@ -158,9 +160,10 @@ def sphere_eigenbasis(nside: int, k: int = 64, basis: str = "laplacian",
                 "evecs": values}
     solver = solver_options.pop("solver", "auto")
     solver = auto_solver(n, "grid") if solver == "auto" else solver
-    # The low eigenvectors of the HEALPix graph are close to the Y_lm: LOBPCG starts there.
-    start = harmonic_polynomials(pixel_centres(nside), guard_size(k)) if solver == "lobpcg" \
-        else None
+    # The low eigenvectors of the HEALPix graph are close to the Y_lm: LOBPCG starts there, with
+    # every harmonic of the k-th pair's degree (its cluster) as the block: no other guard.
+    start = harmonic_polynomials(pixel_centres(nside), harmonic_block(k, n)) \
+        if solver == "lobpcg" else None
     evals, evecs = smallest_eigenpairs(healpix_laplacian(nside, normalization), np.ones(n), k,
                                        solver=solver, start=start, **solver_options)
     return {"mass": np.ones(n), "evals": evals, "evecs": evecs}
