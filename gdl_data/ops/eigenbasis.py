@@ -52,7 +52,8 @@ class EigenbasisParams:
     the coordinates as given with "cotan" (as DiffusionNet). shift (meshes): solve
     (L + shift·I) φ = λ M φ; DiffusionNet adds 1e-8 so that its shift-invert solve never factors
     a singular matrix. solver "block_lanczos" is gdl_data/ops/eigensolver.py, "lobpcg"
-    gdl_data/ops/lobpcg.py (memory ≈ 5 blocks of n × (k + max(4, k/4)) doubles, 8 with what the allocator keeps).
+    gdl_data/ops/lobpcg.py (memory ≈ 5 blocks of n × m doubles with what the allocator keeps;
+    m = k + max(4, k/4), on the sphere every harmonic up to the k-th pair's degree).
     """
 
     k: int = param(64, Integer(1), doc="eigenpairs per sample (all n when k ≥ n)")
@@ -162,10 +163,10 @@ def sphere_eigenbasis(nside: int, k: int = 64, basis: str = "laplacian",
     solver = auto_solver(n, "grid") if solver == "auto" else solver
     # The low eigenvectors of the HEALPix graph are close to the Y_lm: LOBPCG starts there, with
     # every harmonic of the k-th pair's degree (its cluster) as the block: no other guard.
-    start = harmonic_polynomials(pixel_centres(nside), harmonic_block(k, n)) \
-        if solver == "lobpcg" else None
-    evals, evecs = smallest_eigenpairs(healpix_laplacian(nside, normalization), np.ones(n), k,
-                                       solver=solver, start=start, **solver_options)
+    evals, evecs = smallest_eigenpairs(
+        healpix_laplacian(nside, normalization), np.ones(n), k, solver=solver,
+        start=lambda width: harmonic_polynomials(pixel_centres(nside), width),
+        block=harmonic_block(k, n), **solver_options)
     return {"mass": np.ones(n), "evals": evals, "evecs": evecs}
 
 

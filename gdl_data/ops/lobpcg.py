@@ -3,18 +3,24 @@ preconditioned by an algebraic-multigrid V-cycle.
 
 Used where a sparse Cholesky factor would not fit: HEALPix maps of millions of pixels (the
 factor of a 2-D grid grows as n log n, ≈ 20 GB at nside 1024) and large graphs (a non-planar
-graph's factor fills in). Memory: five blocks of n × m doubles at the peak (m = k + guard
-vectors: the iterate X, the search directions P, the residual R, the preconditioned residual W
-and one V-cycle temporary) plus the matrix and its multigrid hierarchy (≈ 2× the matrix kept,
-≈ 7× during the setup); every product with the matrix and every update is done in row chunks,
-so no other n-sized temporary is made. lobpcg_bytes is the measured peak, allocator included.
+graph's factor fills in). Memory: at the peak, the iterate X and the search directions P
+(n × m doubles each, m = k + guard vectors) and the V-cycle's float32 blocks (its input, the
+residuals of the pairs not yet converged, and three temporaries), plus the matrix and its
+float32 multigrid hierarchy (≈ 0.8× the matrix kept, ≈ 5× during the setup); every product
+with the matrix and every update is done in row chunks, so no other n-sized temporary is made.
+lobpcg_bytes is the measured peak, allocator included.
 
   * LOBPCG (Knyazev 2001) with the orthonormal-basis (SVQB) form of Stathopoulos & Wu (2002)
     and Duersch et al. (2018): W and P are orthogonalised against X (and each other) and
     orthonormalised with a drop tolerance, so the Rayleigh–Ritz problem is a standard one;
+    soft locking (Knyazev et al. 2007, BLOPEX): a pair whose residual is already below the
+    tolerance gets no new direction, but stays in X and in every Rayleigh–Ritz step;
   * preconditioner: one symmetric V-cycle (damped Jacobi smoothing, SWEEPS each way) on
     pyamg's smoothed-aggregation hierarchy (Vaněk, Mandel & Brezina 1996) of C + σI, applied to
-    the whole block at once (sparse × dense block products, not vector by vector);
+    the whole block at once (sparse × dense block products, not vector by vector), in float32:
+    a preconditioner only has to be fixed, not accurate; its rounding, amplified most in the
+    lowest modes, lands in span(X), which W is projected off (same iteration count as float64
+    on the HEALPix graph). X, P, W and Rayleigh–Ritz stay float64;
   * converged when every wanted pair's residual ‖C y − θ y‖ ≤ tol · max(θ_k, σ) (θ_k the largest
     wanted Ritz value): eigenvalues then agree with a machine-precision solver to ≈ tol²
     (1.5e-12 relative on the HEALPix graph at nside 128).
@@ -27,10 +33,11 @@ import numpy as np
 import scipy.linalg
 import scipy.sparse as sp
 
-BLOCKS = 8             # for lobpcg_bytes: X, P, the residual, W, one V-cycle temporary, and
-                       # ≈ 3 more of temporaries the allocator holds on to (measured)
-AMG_SETUP = 80
-AMG_KEPT = 28
+BLOCKS = 5.5           # for lobpcg_bytes, in blocks of n × m doubles: X and P, the V-cycle's three
+                       # float32 blocks (its input, x, one smoothing step or the coarse correction),
+                       # and ≈ 2 more of chunk temporaries the allocator holds on to (measured)
+AMG_SETUP = 75         # bytes an entry of the matrix at the multigrid setup's peak (measured)
+AMG_KEPT = 16          # bytes an entry of the float32 hierarchy kept (measured)
 SWEEPS = 2             # damped Jacobi sweeps before and after each coarse correction
 CHUNK = 1 << 15        # rows per chunk of every block update: temporaries of CHUNK × m doubles
 MAX_ITERATIONS = 300
@@ -43,40 +50,41 @@ def guard_size(k: int) -> int:
     return k + max(4, k // 4)
 
 
-def lobpcg_bytes(n: int, nnz: int, k: int) -> int:
-    """Peak memory of lobpcg_smallest on an n × n matrix with nnz stored entries (the matrix
-    itself not counted): the larger of the multigrid setup (the start block, and pyamg's shifted
-    copy, strength matrix, prolongators and Galerkin products: AMG_SETUP bytes an entry) and the
-    iteration (BLOCKS blocks of n × m doubles and the hierarchy kept, AMG_KEPT bytes an entry),
-    plus the row-chunk buffers. Constants measured with tracemalloc and peak RSS on HEALPix
+def lobpcg_bytes(n: int, nnz: int, m: int) -> int:
+    """Peak memory of lobpcg_smallest with a block of m columns on an n × n matrix with nnz
+    stored entries (the matrix itself not counted): the larger of the multigrid setup (before
+    the block exists: pyamg's shifted copy, prolongators and Galerkin products, AMG_SETUP bytes
+    an entry) and the iteration (BLOCKS blocks of n × m doubles and the hierarchy kept, AMG_KEPT
+    bytes an entry), plus the row-chunk buffers. Constants measured with peak RSS on HEALPix
     maps and kNN graphs (bench/RESULTS.md, "Memory estimates")."""
-    m = min(guard_size(k), n)
+    m = min(m, n)
     block = 8 * n * m
     chunk = 8 * min(CHUNK, n) * 8 * m
-    return max(block + AMG_SETUP * nnz, BLOCKS * block + AMG_KEPT * nnz) + chunk
+    return int(max(AMG_SETUP * nnz, BLOCKS * block + AMG_KEPT * nnz) + chunk)
 
 
-def lobpcg_smallest(C: sp.csr_matrix, k: int, tol: float, sigma: float, rng,
-                    start: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+def lobpcg_smallest(C: sp.csr_matrix, k: int, tol: float, sigma: float, rng, start=None,
+                    block: int | None = None) -> tuple[np.ndarray, np.ndarray]:
     """The k smallest eigenpairs (θ (k,), orthonormal Ritz vectors (n, k)) of C.
 
     C: (n, n) sparse symmetric positive semi-definite csr; sigma > 0: the shift that makes
     C + σI definite for the multigrid hierarchy, and the floor of the residual scale (module
-    doc) when the wanted θ are 0; rng: for random start columns; start: (n, j) columns to start
-    from (e.g. spherical harmonics on the sphere). The block has guard_size(k) columns without
-    a start, max(k, j) with one (a start sets the guard: on the sphere, the rest of the k-th
-    pair's degree), missing columns random; a C-contiguous float64 start of the block's shape
-    becomes the iterate itself (overwritten, no copy).
+    doc) when the wanted θ are 0; rng: for random start columns; block: the iterate's columns
+    (default guard_size(k), at least k; on the sphere healpix.harmonic_block: the rest of the
+    k-th pair's degree is the guard); start: None, (n, j) columns to start from (e.g. spherical
+    harmonics), or a function block -> such columns, called once the multigrid hierarchy is
+    built (so the setup's peak and the block never coincide). Missing columns are random; a
+    C-contiguous float64 start of the block's shape becomes the iterate itself (no copy).
     Soft locking: only pairs not yet converged (and guard columns) get a preconditioned residual
     and a search direction, so the work per iteration shrinks as pairs converge.
     Raises RuntimeError when it has not converged after MAX_ITERATIONS.
     """
     n = C.shape[0]
-    m = min(guard_size(k) if start is None else max(k, start.shape[1]), n)
-    X = _start_block(n, m, rng, start)
-    del start
+    m = min(max(k, block or guard_size(k)), n)
     rows = row_chunks(C)
-    precondition = None        # built when first needed: a start that is already exact skips it
+    precondition = amg_vcycle(C, sigma)
+    X = _start_block(n, m, rng, start(m) if callable(start) else start)
+    del start
     X = _orthonormal(X, [])
     coeffs, theta = _ritz(rows, [X], m)
     X = _combine([X], coeffs, out=X)
@@ -89,15 +97,15 @@ def lobpcg_smallest(C: sp.csr_matrix, k: int, tol: float, sigma: float, rng,
         # C order throughout: scipy copies a whole non-contiguous block for each sparse product
         # (and R[:, active] is not C-ordered).
         R = R if len(active) == m else np.ascontiguousarray(R[:, active])
-        precondition = precondition or amg_vcycle(C, sigma)
-        W = precondition(R).astype(np.float64, order="C")
+        W = precondition(R)
         del R
+        W = W.astype(np.float64, order="C")
         W = _orthonormal(W, [X])
         if not W.shape[1]:             # the residuals lie in span(X): X is invariant
             return theta[:k], X[:, :k]
         blocks = [X, W] + ([] if P is None else [_orthonormal(P, [X, W])])
         blocks = [b for b in blocks if b.shape[1]]
-        coeffs, theta = _ritz(rows, blocks, m)
+        coeffs, theta = _ritz(rows, blocks, m, theta)
         P = _update(blocks, coeffs, active)
         del W, blocks
     raise RuntimeError(f"LOBPCG did not converge in {MAX_ITERATIONS} iterations; write "
@@ -198,22 +206,28 @@ def _orthonormal(V: np.ndarray, against: list[np.ndarray]) -> np.ndarray:
     return V
 
 
-def _ritz(rows, blocks: list[np.ndarray], m: int) -> tuple[list[np.ndarray], np.ndarray]:
+def _ritz(rows, blocks: list[np.ndarray], m: int,
+          theta: np.ndarray | None = None) -> tuple[list[np.ndarray], np.ndarray]:
     """Rayleigh–Ritz on the span of [blocks], which are orthonormal (to ≈ 10 ε: _orthonormal),
     so the projected problem is a standard one (Duersch et al. 2018): (coefficients of the m
     lowest Ritz vectors, split by block, and their Ritz values). Only the blocks of [blocks]ᵀ C
     [blocks] on and above the diagonal are formed (≈ 2/3 of the products); the others are their
-    transposes."""
+    transposes. theta: when blocks[0] holds Ritz vectors with these Ritz values, Xᵀ C X is
+    diag(theta) and C X is not formed (the rounding of either way is ≈ ε ‖C‖)."""
     sizes = [b.shape[1] for b in blocks]
     edges = np.concatenate([[0], np.cumsum(sizes)])
     H = np.zeros((edges[-1], edges[-1]))
+    first = 0 if theta is None else 1         # the first block whose product with C is needed
     product = np.empty((min(CHUNK, blocks[0].shape[0]), edges[-1]))   # a chunk of C [blocks]
     for sl, part in rows:
         rows_here = sl.stop - sl.start
-        for block, lo, hi in zip(blocks, edges[:-1], edges[1:]):
+        for block, lo, hi in list(zip(blocks, edges[:-1], edges[1:]))[first:]:
             product[:rows_here, lo:hi] = part @ block
-        for block, lo, hi in zip(blocks, edges[:-1], edges[1:]):
-            H[lo:hi, lo:] += block[sl].T @ product[:rows_here, lo:]
+        for i, (block, lo, hi) in enumerate(zip(blocks, edges[:-1], edges[1:])):
+            start = edges[first] if i == 0 else lo
+            H[lo:hi, start:] += block[sl].T @ product[:rows_here, start:]
+    if first:
+        H[:sizes[0], :sizes[0]] = np.diag(theta)
     H += H.T                           # the blocks below the diagonal; diagonal blocks doubled
     for lo, hi in zip(edges[:-1], edges[1:]):
         H[lo:hi, lo:hi] *= 0.5
@@ -227,7 +241,8 @@ def amg_vcycle(C: sp.csr_matrix, sigma: float):
 
     pyamg's smoothed-aggregation hierarchy of C + σI; damped Jacobi, ω = 4 / (3 ρ) with ρ the
     Gershgorin bound of D⁻¹A (2 for a Laplacian), SWEEPS sweeps before and after the coarse
-    correction; the coarsest level (≤ 500 unknowns) solved by dense Cholesky. Every level is
+    correction; the coarsest level (≤ 500 unknowns) solved by dense Cholesky (its pseudo-inverse
+    where singular). Every level is
     kept in float32 (half the memory and memory traffic of float64; the preconditioner need not
     be accurate, only fixed); the finest level is C's own structure with float32 values (σ added
     on the fly), so the shifted copy lives only during the setup.
@@ -244,21 +259,21 @@ def amg_vcycle(C: sp.csr_matrix, sigma: float):
         presmoother=None, postsmoother=None)
     del shifted
     levels = []
-    for depth, level in enumerate(hierarchy.levels):
+    for depth, level in enumerate(hierarchy.levels[:-1]):     # the coarsest: solved directly
         A, shift = (C, sigma) if depth == 0 else (level.A, 0.0)
         diagonal = A.diagonal() + shift
         spread = (_absolute_row_sums(A) + shift) / diagonal
         weight = (4.0 / (3.0 * spread.max()) / diagonal).astype(np.float32)
         levels.append((row_chunks(_single(A)), shift, weight, _single(getattr(level, "P", None)),
                        _single(getattr(level, "R", None))))
-    coarse = scipy.linalg.cho_factor(hierarchy.levels[-1].A.toarray().astype(np.float32))
-    del hierarchy, level
+    coarse = _coarse_solver(hierarchy.levels[-1].A.toarray().astype(np.float32))
+    level = hierarchy = None       # the float64 matrices go before the trim below
     release_freed_memory()         # the setup's freed temporaries: ≈ 3× what it keeps
 
     def cycle(depth: int, r: np.ndarray) -> np.ndarray:
+        if depth == len(levels):
+            return coarse(r)
         rows, shift, weight, P, R = levels[depth]
-        if depth == len(levels) - 1:
-            return scipy.linalg.cho_solve(coarse, r)
         x = np.zeros_like(r)
         _jacobi(rows, shift, weight, x, r, last_residual=True)   # r: the residual from here on
         correction = P @ cycle(depth + 1, R @ r)
@@ -269,6 +284,17 @@ def amg_vcycle(C: sp.csr_matrix, sigma: float):
         return x
 
     return lambda block: cycle(0, block)
+
+
+def _coarse_solver(A: np.ndarray):
+    """r -> A⁻¹ r by dense Cholesky; by the pseudo-inverse where A is singular (a graph without
+    edges: no node has a strong connection, and pyamg's coarsest level is an empty 1 × 1)."""
+    try:
+        factor = scipy.linalg.cho_factor(A)
+        return lambda r: scipy.linalg.cho_solve(factor, r)
+    except np.linalg.LinAlgError:
+        inverse = scipy.linalg.pinvh(A).astype(A.dtype)
+        return lambda r: inverse @ r
 
 
 def _absolute_row_sums(A: sp.csr_matrix) -> np.ndarray:
