@@ -30,8 +30,8 @@ import scipy.sparse as sp
 
 from gdl_data.errors import OpError, SpecError
 from gdl_data.ops.eigensolver import SOLVERS, auto_solver, smallest_eigenpairs
-from gdl_data.ops.healpix import (harmonic_block, harmonic_polynomials, healpix_laplacian, pixel_centres,
-                                  real_spherical_harmonics)
+from gdl_data.ops.healpix import (harmonic_block, harmonic_polynomials, healpix_laplacian,
+                                  pixel_centres, real_spherical_harmonics)
 from gdl_data.ops.laplacian import (LAPLACIANS, NORMALIZATIONS, cotan_laplacian,
                                     graph_laplacian, mesh_laplacian)
 from gdl_data.ops.registry import register_op
