@@ -7,7 +7,8 @@ Each case runs in a fresh process (`--case NAME`, JSON on the last line), so pea
 at once. The ops run as the pipeline runs them: in spec order, each op seeing the reader's
 columns plus the outputs of the ops it depends on, every output cast to storage dtypes
 (float32 / int64) and kept until the end of the sample. Times exclude making the sample; CPU
-seconds are given beside wall seconds, as on a shared machine they are the steadier figure.
+seconds are given beside wall seconds, as on a shared machine they are the steadier figure;
+"whole case" is the child process's wall time: start-up, imports, making the sample, the ops.
 
   sphere-N     a full-sky HEALPix map (healpy pixel centres, one channel of noise) at nside N,
                the default sphere ops: eigenbasis {k: 16}, frames {}, neighborhoods {}
@@ -130,8 +131,8 @@ def main() -> int:
     print(f"# {platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
           f"Python {platform.python_version()}, {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, "
           f"load average {os.getloadavg()[0]:.1f} at start; {args.threads} BLAS thread(s)", flush=True)
-    print("| case | n | ops s (CPU s) | per op s | peak RSS MiB | RSS after imports MiB | estimate MiB | "
-          "against the baseline |\n|---|---|---|---|---|---|---|---|", flush=True)
+    print("| case | n | ops s (CPU s) | whole case s | per op s | peak RSS MiB | RSS after imports MiB | "
+          "estimate MiB | against the baseline |\n|---|---|---|---|---|---|---|---|---|", flush=True)
     results = {}
     for name in names:
         results[name] = _run_child(name, args.threads)
@@ -150,7 +151,8 @@ def _run_child(name: str, threads: int) -> dict:
         tail = (proc.stderr.strip().splitlines() or ["(no output)"])[-1]
         return {"case": name, "error": f"exit {proc.returncode}: {tail}",
                 "wall_s": time.perf_counter() - begin}
-    return json.loads(proc.stdout.strip().splitlines()[-1])
+    return {**json.loads(proc.stdout.strip().splitlines()[-1]),
+            "wall_s": time.perf_counter() - begin}
 
 
 def _print_row(result: dict, baseline: dict | None) -> None:
@@ -164,7 +166,7 @@ def _print_row(result: dict, baseline: dict | None) -> None:
              f"{result['peak_mb'] / baseline['peak_mb']:.2f}× memory of {baseline['case']}"
              if baseline and "error" not in baseline else "")
     print(f"| {result['case']} | {result['n']:,} | {result['total_s']:.1f} "
-          f"({result['cpu_s']:.0f} CPU) | {ops} | "
+          f"({result['cpu_s']:.0f} CPU) | {result['wall_s']:.1f} | {ops} | "
           f"{result['peak_mb']:.0f} | {result['rss_imports_mb']:.0f} | {estimates} | {ratio} |",
           flush=True)
 

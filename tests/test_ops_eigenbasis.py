@@ -253,25 +253,56 @@ def test_healpix_graph_laplacian_low_eigenvectors_span_coordinates():
     assert subspace_residual(unweighted["evecs"][:, 1:4], record["pos"], out["mass"]) > 0.065
 
 
-@pytest.mark.parametrize("solver", ["block_lanczos", "lobpcg"])
-def test_healpix_graph_laplacian_matches_dense_eigh_of_a_laplacian_built_from_healpy(solver):
+def healpy_laplacian(nside):
+    """DeepSphere's HEALPix graph Laplacian built here from healpy's neighbour table and the
+    kernel of its definition (gdl_data/ops/healpix.py's docstring), as a scipy csr matrix."""
     import healpy
+    import scipy.sparse as sp
 
-    nside = 8                                       # 768 pixels; dense_below=0: the solvers' path
     n = 12 * nside * nside
     pos = np.stack(healpy.pix2vec(nside, np.arange(n)), axis=1)
-    neighbours = healpy.get_all_neighbours(nside, np.arange(n))
-    adjacency = np.zeros((n, n))
-    for i in range(n):
-        for j in neighbours[:, i][neighbours[:, i] >= 0]:
-            adjacency[i, j] = np.sum((pos[i] - pos[j]) ** 2)
-    t = 0.5 * adjacency[adjacency > 0].mean()               # DeepSphere's kernel width
-    adjacency = np.where(adjacency > 0, np.exp(-adjacency / (4 * t)), 0.0)
-    values, vectors = np.linalg.eigh(np.diag(adjacency.sum(axis=1)) - adjacency)
+    neighbours = healpy.get_all_neighbours(nside, np.arange(n))          # (8, n), −1: none
+    rows = np.repeat(np.arange(n)[None, :], 8, axis=0)
+    keep = neighbours >= 0
+    i, j = rows[keep], neighbours[keep]
+    squared = np.sum((pos[i] - pos[j]) ** 2, axis=1)
+    t = 0.5 * squared.mean()                                    # DeepSphere's kernel width
+    adjacency = sp.csr_matrix((np.exp(-squared / (4 * t)), (i, j)), shape=(n, n))
+    return (sp.diags(np.asarray(adjacency.sum(axis=1)).ravel()) - adjacency).tocsr()
+
+
+@pytest.mark.parametrize("solver", ["block_lanczos", "lobpcg"])
+def test_healpix_graph_laplacian_matches_dense_eigh_of_a_laplacian_built_from_healpy(solver):
+    nside = 8                                       # 768 pixels; dense_below=0: the solvers' path
+    n = 12 * nside * nside
+    values, vectors = np.linalg.eigh(healpy_laplacian(nside).toarray())
     out = run(sphere_record(nside), k=16, solver=solver, dense_below=0)
     np.testing.assert_allclose(out["evals"], values[:16], rtol=1e-9, atol=1e-12)
     # l ≤ 3: whole clusters, so the 16-dimensional eigenspace is well defined.
     assert subspace_residual(out["evecs"], vectors[:, :16], np.ones(n)) < 1e-6
+    assert_mass_orthonormal(out["evecs"], out["mass"])
+
+
+@pytest.mark.parametrize("k, clusters", [(10, 9), (16, 16), (20, 16)])
+def test_lobpcg_on_a_multilevel_healpix_map_matches_arpack_on_healpys_graph(k, clusters):
+    # nside 32: 12,288 pixels, a three-level multigrid hierarchy (float32 V-cycle), soft locking,
+    # and the sphere's block: every harmonic of the k-th pair's degree (16 for k 10 and 16, 25
+    # for k 20). Reference: ARPACK shift-invert, to machine precision, on the Laplacian built
+    # here from healpy. Tolerance: the solver's tol 1e-6 bounds each residual relative to λ_k,
+    # so eigenvalues agree to ≈ tol² · λ_k and eigenspaces to ≈ tol.
+    import scipy.sparse.linalg as sla
+    from gdl_data.ops.healpix import harmonic_block
+
+    assert [harmonic_block(j, 10 ** 6) for j in (1, 2, 9, 10, 16, 17, 20, 64)] == \
+        [1, 4, 9, 16, 16, 25, 25, 64]
+    nside = 32
+    L = healpy_laplacian(nside)
+    values, vectors = sla.eigsh(L, k=k, sigma=-1e-3, which="LM", tol=0,
+                                v0=np.ones(L.shape[0]))
+    out = run(sphere_record(nside), k=k, solver="lobpcg", dense_below=0)
+    np.testing.assert_allclose(out["evals"], values, rtol=0, atol=1e-10 * values[-1])
+    # Whole degree clusters (l ≤ 2: 9 pairs; l ≤ 3: 16) have well-defined eigenspaces.
+    assert subspace_residual(out["evecs"], vectors[:, :clusters], out["mass"]) < 1e-6
     assert_mass_orthonormal(out["evecs"], out["mass"])
 
 

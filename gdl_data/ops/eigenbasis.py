@@ -28,12 +28,11 @@ from typing import Sequence
 
 import numpy as np
 
-from gdl_data.lazy import lazy_module
 from gdl_data.errors import OpError, SpecError
+from gdl_data.lazy import lazy_module
 from gdl_data.ops.eigensolver import SOLVERS, auto_solver, dense_smallest_eigenpairs, smallest_eigenpairs
-from gdl_data.ops.healpix import (harmonic_polynomials, healpix_laplacian, pixel_centres,
-                                  real_spherical_harmonics)
-from gdl_data.ops.lobpcg import guard_size
+from gdl_data.ops.healpix import (harmonic_block, harmonic_polynomials, healpix_laplacian,
+                                  pixel_centres, real_spherical_harmonics)
 from gdl_data.ops.laplacian import (LAPLACIANS, NORMALIZATIONS, cotan_laplacian, dense_laplacian_unchecked,
                                     graph_laplacian, mesh_laplacian)
 from gdl_data.ops.registry import register_op
@@ -56,7 +55,8 @@ class EigenbasisParams:
     the coordinates as given with "cotan" (as DiffusionNet). shift (meshes): solve
     (L + shift·I) φ = λ M φ; DiffusionNet adds 1e-8 so that its shift-invert solve never factors
     a singular matrix. solver "block_lanczos" is gdl_data/ops/eigensolver.py, "lobpcg"
-    gdl_data/ops/lobpcg.py (memory ≈ 5 blocks of n × (k + max(4, k/4)) doubles, 8 with what the allocator keeps).
+    gdl_data/ops/lobpcg.py (memory ≈ 5 blocks of n × m doubles with what the allocator keeps;
+    m = k + max(4, k/4), on the sphere every harmonic up to the k-th pair's degree).
     """
 
     k: int = param(64, Integer(1), doc="eigenpairs per sample (all n when k ≥ n)")
@@ -98,7 +98,10 @@ class EigenbasisParams:
 # 3: graphs of at most dense_below nodes are built and solved densely (last-bit changes possible
 # for non-integer weights; unit-weight graphs and molecules are unchanged); large graphs and
 # HEALPix maps by LOBPCG (solver auto).
-EIGENBASIS = register_op("eigenbasis", EigenbasisParams, version="3",
+# 4: LOBPCG with soft locking, a float32 multigrid V-cycle, a standard Rayleigh–Ritz problem and,
+# on the sphere, the whole degree cluster of the k-th pair as its block (no other guard):
+# eigenvalues and eigenspaces of its results change at the level of its tolerance.
+EIGENBASIS = register_op("eigenbasis", EigenbasisParams, version="4",
                          outputs=("mass", "evals", "evecs"), doc=__doc__.split("\n\n")[0])
 
 
@@ -177,11 +180,12 @@ def sphere_eigenbasis(nside: int, k: int = 64, basis: str = "laplacian",
                 "evecs": values}
     solver = solver_options.pop("solver", "auto")
     solver = auto_solver(n, "grid") if solver == "auto" else solver
-    # The low eigenvectors of the HEALPix graph are close to the Y_lm: LOBPCG starts there.
-    start = harmonic_polynomials(pixel_centres(nside), guard_size(k)) if solver == "lobpcg" \
-        else None
-    evals, evecs = smallest_eigenpairs(healpix_laplacian(nside, normalization), np.ones(n), k,
-                                       solver=solver, start=start, **solver_options)
+    # The low eigenvectors of the HEALPix graph are close to the Y_lm: LOBPCG starts there, with
+    # every harmonic of the k-th pair's degree (its cluster) as the block: no other guard.
+    evals, evecs = smallest_eigenpairs(
+        healpix_laplacian(nside, normalization), np.ones(n), k, solver=solver,
+        start=lambda width: harmonic_polynomials(pixel_centres(nside), width),
+        block=harmonic_block(k, n), **solver_options)
     return {"mass": np.ones(n), "evals": evals, "evecs": evecs}
 
 

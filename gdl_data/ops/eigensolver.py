@@ -52,10 +52,12 @@ def auto_solver(n: int, kind: str) -> str:
 
 
 def solver_bytes(n: int, nnz: int, k: int, solver: str, dense_below: int,
-                 factor_entries: float) -> int:
+                 factor_entries: float, block: int | None = None) -> int:
     """Peak memory of smallest_eigenpairs (its input matrix not counted) for an n × n matrix
     with nnz stored entries and k pairs; factor_entries: the Cholesky factor's expected
-    entries (the caller knows its matrix's fill: n log n on surfaces, ≤ n²/2 on graphs).
+    entries (the caller knows its matrix's fill: n log n on surfaces, ≤ n²/2 on graphs);
+    block: LOBPCG's block columns (default lobpcg.guard_size(k); on the sphere
+    healpix.harmonic_block).
 
     dense: the matrix as an array, LAPACK's copy and the eigenvectors (3 × 8n²);
     lobpcg: lobpcg_bytes; block Lanczos / ARPACK: the scaled, symmetrised and shifted copies of
@@ -64,21 +66,21 @@ def solver_bytes(n: int, nnz: int, k: int, solver: str, dense_below: int,
     Every path adds the results (the eigenvectors and their mass-scaled copy: 2 × 8nk; LOBPCG's
     blocks outlast its result, which is counted among them).
     """
-    from gdl_data.ops.lobpcg import lobpcg_bytes
+    from gdl_data.ops.lobpcg import guard_size, lobpcg_bytes
 
     k = min(k, n)
     results = 2 * 8 * n * k
     if n <= dense_below or 2 * k >= n:
         return 3 * 8 * n * n + results
     if solver == "lobpcg":
-        return lobpcg_bytes(n, nnz, k)
+        return lobpcg_bytes(n, nnz, block or guard_size(k))
     budget = min(n // BLOCK_SIZE, (8 * k) // BLOCK_SIZE + 8) * BLOCK_SIZE
     return int(5 * 12 * nnz + 12 * factor_entries + 8 * budget * (n + budget)) + results
 
 
 def smallest_eigenpairs(L, mass, k: int, *, solver: str = "block_lanczos", tol: float = 1e-6,
-                        dense_below: int = 1000, seed: int = 0,
-                        start: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+                        dense_below: int = 1000, seed: int = 0, start=None,
+                        block: int | None = None) -> tuple[np.ndarray, np.ndarray]:
     """The k smallest eigenpairs of L φ = λ M φ with M = diag(mass).
 
     L: (n, n) sparse symmetric positive semi-definite (or a dense ndarray: solved densely);
@@ -90,7 +92,9 @@ def smallest_eigenpairs(L, mass, k: int, *, solver: str = "block_lanczos", tol: 
     dense_below: problems with n ≤ this, or k ≥ n / 2, are solved by dense LAPACK (exact to
     rounding);
     seed: of the Lanczos start block (fixed, so the same input gives byte-identical output);
-    start: (n, j) columns LOBPCG starts from (e.g. spherical harmonics), completed at random.
+    start, block: LOBPCG's start columns (e.g. spherical harmonics; or a function of the
+    block's width giving them, called after the multigrid setup) and its block width
+    (lobpcg.lobpcg_smallest).
     When k ≥ n all n pairs are returned (dense), with a warning.
 
     Returns (evals (k,), evecs (n, k)): ascending, φᵀ M φ = I, each column's entry of largest
@@ -111,7 +115,7 @@ def smallest_eigenpairs(L, mass, k: int, *, solver: str = "block_lanczos", tol: 
         return np.maximum(evals[:k], 0.0), fix_signs(y[:, :k] * inv_sqrt_mass[:, None])
     solver = auto_solver(n, "graph") if solver == "auto" else solver
     if solver == "lobpcg" and n > dense_below and 2 * k < n:
-        evals, y = _lobpcg(L, inv_sqrt_mass, k, tol, np.random.default_rng(seed), start)
+        evals, y = _lobpcg(L, inv_sqrt_mass, k, tol, np.random.default_rng(seed), start, block)
         if np.any(inv_sqrt_mass != 1.0):
             y *= inv_sqrt_mass[:, None]
         return evals, fix_signs(y)
@@ -138,7 +142,8 @@ def smallest_eigenpairs(L, mass, k: int, *, solver: str = "block_lanczos", tol: 
     return np.maximum(evals, 0.0), fix_signs(evecs)
 
 
-def _lobpcg(L, inv_sqrt_mass, k: int, tol: float, rng, start) -> tuple[np.ndarray, np.ndarray]:
+def _lobpcg(L, inv_sqrt_mass, k: int, tol: float, rng, start,
+            block) -> tuple[np.ndarray, np.ndarray]:
     """(evals, y) of C = M^-½ L M^-½ by LOBPCG, sorted; C is L itself when the mass is ones
     (no copy: at nside 1024 one copy is 1.4 GB), and is not symmetrised (Rayleigh–Ritz
     symmetrises the small projected matrices instead). σ as for shift-invert."""
@@ -148,11 +153,13 @@ def _lobpcg(L, inv_sqrt_mass, k: int, tol: float, rng, start) -> tuple[np.ndarra
     C = sp.csr_matrix(L, dtype=np.float64)
     if np.any(inv_sqrt_mass != 1.0):
         C = (sp.diags(inv_sqrt_mass) @ C @ sp.diags(inv_sqrt_mass)).tocsr()
-        if start is not None:
-            start = np.asarray(start, dtype=np.float64) / inv_sqrt_mass[:, None]   # M^½ start
+        if start is not None:                                                   # M^½ start
+            given = start
+            start = lambda width: np.asarray(given(width) if callable(given) else given,
+                                             dtype=np.float64) / inv_sqrt_mass[:, None]
     C.sort_indices()
     sigma = C.diagonal().sum() / float(n) ** 2 or 1.0        # 1.0: C = 0 (no edges at all)
-    evals, y = lobpcg_smallest(C, k, tol, sigma, rng, start)
+    evals, y = lobpcg_smallest(C, k, tol, sigma, rng, start, block)
     order = np.argsort(evals, kind="stable")
     y = y[:, order]                    # a copy (its own memory): X's other columns can go
     return np.maximum(evals[order], 0.0), y

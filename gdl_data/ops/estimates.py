@@ -19,7 +19,7 @@ from gdl_data.ops.eigenbasis import EIGENBASIS
 from gdl_data.ops.eigensolver import auto_solver, solver_bytes
 from gdl_data.ops.frames import FRAMES
 from gdl_data.ops.geodesics import GEODESICS
-from gdl_data.ops.lobpcg import guard_size
+from gdl_data.ops.healpix import harmonic_block
 from gdl_data.ops.neighborhoods import EDGE_CHUNK, NEIGHBORHOODS
 from gdl_data.ops.registry import DEFAULT_FACTOR, sample_bytes
 
@@ -59,7 +59,8 @@ def _eigenbasis_sphere(sample, p) -> float:
         return 16 * n * (min(p.k, n) + 8)          # the columns, their stack, angles
     nnz = 9 * n
     solver = auto_solver(n, "grid") if p.solver == "auto" else p.solver
-    solve = solver_bytes(n, nnz, p.k, solver, p.dense_below, FILL * n * _log(n))
+    solve = solver_bytes(n, nnz, p.k, solver, p.dense_below, FILL * n * _log(n),
+                         block=harmonic_block(p.k, n))
     return max(HEALPIX_GRAPH_PER_PIXEL * n, 12 * nnz + solve)
 
 

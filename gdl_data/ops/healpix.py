@@ -8,6 +8,8 @@ graph Laplacian approximates the Laplace–Beltrami operator.
 """
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 from gdl_data.lazy import lazy_module
@@ -89,6 +91,14 @@ def real_spherical_harmonics(pos: np.ndarray, count: int) -> tuple[np.ndarray, n
             degrees.append(l)
         l += 1
     return np.stack(columns[:count], axis=1), np.asarray(degrees[:count])
+
+
+def harmonic_block(k: int, n: int) -> int:
+    """Columns of an eigensolver block for the k lowest pairs on the sphere: every harmonic up to
+    the degree l of the k-th ((l + 1)² in all, at most n). The spectrum comes in clusters of
+    2l + 1 near l(l+1), so the k-th pair then converges at the rate of the gap to degree l + 1,
+    never at that of a near-tie inside its own cluster (lobpcg.guard_size's purpose)."""
+    return min(math.isqrt(k - 1) + 1, math.isqrt(n)) ** 2 if k > 0 else 0
 
 
 def harmonic_polynomials(pos: np.ndarray, count: int) -> np.ndarray:
