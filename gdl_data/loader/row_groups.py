@@ -99,6 +99,15 @@ class RowGroupSource:
             return pf.read_row_group(group.group, columns=self.store.parquet_columns(self.columns),
                                      use_threads=False)
 
+    def _read_rows(self, group: RowGroup) -> list[dict[str, Any]]:
+        """A row group's rows, plain tensor columns as views of the (local or cached) shard file's
+        mapping, no copy (storage/reader.py read_group_rows)."""
+        self.own_filesystem()
+        if self.shards is None:
+            return self.store.read_group_rows(group.shard, group.group, self.columns)
+        with self.shards.open(group.shard) as path:
+            return self.store.read_group_rows(group.shard, group.group, self.columns, path=path)
+
     def _list_groups(self) -> list[RowGroup]:
         groups, start = [], 0
         for shard, entry in enumerate(self.store.manifest["shards"]):
@@ -119,7 +128,12 @@ class RowGroupSource:
 
     def read(self, group: RowGroup, lo: int = 0, hi: int | None = None) -> list[dict[str, Any]]:
         """Samples `lo .. hi-1` of a row group (positions inside the group) as tensor dicts."""
-        cached = self.cache.load(group.shard, group.group) if self.cache else None
+        if self.cache is None:
+            rows = self._read_rows(group)
+            hi = group.rows if hi is None else hi
+            memo: dict[int, Any] = {}
+            return [sample_tensors(row, memo) for row in rows[lo:hi]]
+        cached = self.cache.load(group.shard, group.group)
         if cached is None:
             table, mapping = self._read_group(group), None
             if self.cache:
