@@ -211,14 +211,26 @@ def _delta_length_values(buf: np.ndarray, at: int, end: int, lengths: np.ndarray
     spans[:, 0] = end - total + np.cumsum(lengths) - lengths
 
 
-def map_private(path: str) -> np.ndarray:
-    """The whole file as a writable uint8 array over a private (copy-on-write) memory map: views
-    of it read the page cache without a copy, and a write to one changes neither the file nor
-    any other mapping of it (each read maps afresh, so an epoch never sees the last one's edits)."""
+def map_private(source: str | int) -> np.ndarray:
+    """A whole file (a path, or an open file descriptor) as a writable uint8 array over a private
+    (copy-on-write) memory map: views of it read the page cache without a copy, and a write to one
+    changes neither the file nor any other mapping of it (each read maps afresh, so an epoch never
+    sees the last one's edits). The mapping outlives the file's name: a cached shard evicted while
+    read stays readable."""
     import mmap
-    with open(path, "rb") as fh:
-        mapping = mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_COPY)
-    return np.frombuffer(mapping, dtype=np.uint8)
+    if isinstance(source, int):
+        return np.frombuffer(mmap.mmap(source, 0, access=mmap.ACCESS_COPY), dtype=np.uint8)
+    with open(source, "rb") as fh:
+        return map_private(fh.fileno())
+
+
+def group_end(footer: pq.FileMetaData, group: int) -> int:
+    """The file offset just past row group `group`'s column chunks: a file whose first bytes up to
+    there have arrived can serve that group (with the footer known from elsewhere)."""
+    chunks = footer.row_group(group)
+    return max((chunks.column(j).dictionary_page_offset if chunks.column(j).has_dictionary_page
+                else chunks.column(j).data_page_offset) + chunks.column(j).total_compressed_size
+               for j in range(chunks.num_columns))
 
 
 def span_arrays(buf: np.ndarray, spans: np.ndarray, dims: np.ndarray, dtype: np.dtype) -> list[np.ndarray]:

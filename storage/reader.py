@@ -143,21 +143,21 @@ class StoredDataset:
             pf.close()
 
     def read_group_rows(self, shard: int, group: int, columns: Sequence[str] | None = None,
-                        path: str | None = None) -> list[dict[str, Any]]:
+                        mapped: np.ndarray | None = None) -> list[dict[str, Any]]:
         """The rows of one row group, as `decode(read_row_group(shard, group, columns))` gives them,
-        but the tensor columns whose chunk is plain (storage/pages.py: uncompressed, PLAIN, no
-        nulls) are not copied: each array is a writable view of a private memory map of the
-        shard file, mapped afresh by each call. `path`: a local copy of a remote shard (the
+        but the tensor columns whose chunk is plain (storage/pages.py: uncompressed, PLAIN or
+        DELTA_LENGTH, no nulls) are not copied: each array is a writable view of a private memory
+        map of the shard file, mapped afresh by each call. `mapped`: such a mapping of a local copy
+        of a remote shard, complete or holding at least this group's bytes (pages.group_end; the
         loader's shard cache); a remote shard without one is read through pyarrow."""
-        local = path or (self.shard_path(shard) if isinstance(self.fs, LocalFileSystem) else None)
         wanted = list(dict.fromkeys(columns or self.columns))
-        if local is None:
+        if mapped is None and not isinstance(self.fs, LocalFileSystem):
             return self.decode(self.read_row_group(shard, group, wanted), wanted)
-        buf = map_private(local)
-        direct = self._direct_layout(shard, group, wanted, buf, local)
+        buf = map_private(self.shard_path(shard)) if mapped is None else mapped
+        direct = self._direct_layout(shard, group, wanted, buf)
         rest = [c for c in wanted if c not in direct]
         if rest:
-            rows = self.decode(self._read_local(local, shard, group, self.row_columns(shard, rest)), rest)
+            rows = self.decode(self._read_mapped(buf, shard, group, self.row_columns(shard, rest)), rest)
         else:
             rows = [{} for _ in range(self.footer(shard).row_group(group).num_rows)]
         for name, (spans, dims) in direct.items():
@@ -165,15 +165,16 @@ class StoredDataset:
                 row[name] = array
         return [{c: row[c] for c in wanted if c in row} for row in rows] if direct else rows
 
-    def _read_local(self, local: str, shard: int, group: int, physical: list[str]) -> pa.Table:
-        pf = pq.ParquetFile(local, memory_map=True, metadata=self.footer(shard))
+    def _read_mapped(self, buf: np.ndarray, shard: int, group: int, physical: list[str]) -> pa.Table:
+        """Columns of a row group through pyarrow, from a mapping of the shard (no second open)."""
+        pf = pq.ParquetFile(pa.BufferReader(pa.py_buffer(buf)), metadata=self.footer(shard))
         try:
             return widen_table(pf.read_row_group(group, columns=physical, use_threads=False))
         finally:
             pf.close()
 
-    def _direct_layout(self, shard: int, group: int, wanted: list[str], buf: np.ndarray,
-                       local: str) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    def _direct_layout(self, shard: int, group: int, wanted: list[str],
+                       buf: np.ndarray) -> dict[str, tuple[np.ndarray, np.ndarray]]:
         """name -> (value spans in the file, shapes) of the wanted columns of a row group that are
         read in place. Kept per process for LAYOUT_CACHE_GROUPS groups: shards never change, and
         later epochs then need neither the page headers nor pyarrow for these columns."""
@@ -186,7 +187,7 @@ class StoredDataset:
         layout: dict[str, tuple[np.ndarray, np.ndarray]] = {}
         if plain:
             chunks = self.footer(shard).row_group(group)
-            shapes = self._read_local(local, shard, group, [c + SHAPE_SUFFIX for c in plain])
+            shapes = self._read_mapped(buf, shard, group, [c + SHAPE_SUFFIX for c in plain])
             for name, (index, max_def) in plain.items():
                 dims = np.concatenate([shape_rows(c) for c in shapes.column(name + SHAPE_SUFFIX).chunks])
                 lengths = dims.prod(axis=1) * np.dtype(self.columns[name].dtype).itemsize

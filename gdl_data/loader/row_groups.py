@@ -23,6 +23,7 @@ from gdl_data.loader.tensors import sample_tensors
 from gdl_data.params import Integer, check_value
 from storage import StoredDataset
 from storage.fs import resolve
+from storage.pages import group_end
 
 
 @dataclass(frozen=True)
@@ -105,8 +106,9 @@ class RowGroupSource:
         self.own_filesystem()
         if self.shards is None:
             return self.store.read_group_rows(group.shard, group.group, self.columns)
-        with self.shards.open(group.shard) as path:
-            return self.store.read_group_rows(group.shard, group.group, self.columns, path=path)
+        # the group's bytes, as soon as the shard's download has them (shard_cache.py)
+        mapped = self.shards.mapped(group.shard, group_end(self.store.footer(group.shard), group.group))
+        return self.store.read_group_rows(group.shard, group.group, self.columns, mapped=mapped)
 
     def _list_groups(self) -> list[RowGroup]:
         groups, start = [], 0

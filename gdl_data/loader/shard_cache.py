@@ -3,17 +3,27 @@
 Streaming from object storage reads each row group with a ranged request per column chunk; a
 whole shard downloaded once and memory-mapped is faster and is read again from local disk by
 later epochs. Shards are immutable (named by the hash of their content), so a cached copy is
-never stale; it is checked against the manifest's `sha256` when it arrives.
+never stale; it is checked against the manifest's `sha256` when its last byte arrives.
 
-Bounded: before a downloaded shard is put in place, the least recently used shards are deleted
-until it fits with the others in `max_bytes`, except shards being read at that moment (a reader holds a
-shared lock on the shard, the evictor only deletes what it can lock exclusively). So the cache
-may exceed `max_bytes` only by shards in use; size it to at least (prefetch + 1) shards per
+Read while it arrives: a shard is downloaded in order into `<name>.part`, whose size says how much
+has arrived, and a reader that needs row group g waits only until the bytes up to g's end are
+there (storage/pages.py group_end; the footer is known from the manifest's shard), not for the
+whole shard: the first epoch starts yielding after one row group instead of one shard. Any
+process may read a `.part` that another is writing. A shard whose bytes turn out not to match
+its sha256 is deleted and the error raised in the reader; samples already yielded from it came
+from a file that was changed after commit.
+
+Bounded: before a shard is downloaded, and again before it is put in place, the least recently
+used shards are deleted until it fits with the others in `max_bytes`, except shards being
+downloaded or read through `open` at that moment (the evictor only deletes what it can lock
+exclusively); a shard deleted while a reader has it mapped stays readable to that reader. So the
+cache may exceed `max_bytes` only by shards in use; size it to at least (prefetch + 1) shards per
 reader. Safe for concurrent processes (DataLoader workers, ranks, jobs) on one machine: a shard
 is downloaded by one process while the others wait for it (`fcntl.flock` on a lock file per
-shard), to a temporary name renamed into place, so no reader sees half a file.
+shard) or read what has arrived; a download killed half-way is resumed from where it stopped by
+the next one (the bytes already there are hashed, not fetched again).
 
-`Prefetcher` downloads the next shards of a worker's plan in a thread while it reads the
+`Prefetcher` downloads the next shards of a worker's plan in threads while it reads the
 current one. A shuffled stream permutes row groups across the whole dataset, so with a cache
 smaller than the dataset a shard may be downloaded more than once per epoch; for many epochs
 over a dataset that fits on local disk, size the cache to the dataset.
@@ -25,15 +35,21 @@ import fcntl
 import hashlib
 import os
 import threading
-import uuid
+import time
+from concurrent.futures import Future
 from pathlib import Path
-from typing import Iterator, Sequence
+from typing import Any, Iterator, Sequence
+
+import numpy as np
 
 from storage import StoredDataset
+from storage.pages import map_private
 
-# Download in 64 MiB requests: against moto, 8 MiB requests moved 53 MB/s and 64 MiB ones
-# 100-117 MB/s (a 124 MB shard, same run); object stores charge per request too.
-CHUNK = 64 << 20
+# Download in 16 MiB requests: readers wait for a row group's bytes, not a whole shard. Against
+# moto, 8 MiB requests moved 53 MB/s and 64 MiB ones 100-117 MB/s (a 124 MB shard, one request
+# at a time); the prefetcher keeps two shards' requests in flight to hide each request's wait.
+CHUNK = 16 << 20
+POLL_SECONDS = 0.005   # how often a reader looks whether its bytes have arrived
 
 
 @contextlib.contextmanager
@@ -51,23 +67,37 @@ class ShardCache:
         self.folder.mkdir(parents=True, exist_ok=True)
         self.store, self.max_bytes = store, int(max_bytes)
         self.downloads = 0   # by this process: what the tests and the benchmark count
+        self._reset_threads()
 
-    def _name(self, shard: int) -> str:
+    def _reset_threads(self) -> None:
+        """Downloads in flight in this process, by shard (a forked worker starts with none)."""
+        self._pid, self._guard, self._inflight = os.getpid(), threading.Lock(), {}
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {k: v for k, v in self.__dict__.items() if k not in ("_guard", "_inflight")}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        self._reset_threads()
+
+    def _paths(self, shard: int) -> tuple[Path, Path, Path]:
+        """(the cached shard, its download in progress, its lock file)."""
         entry = self.store.manifest["shards"][shard]
         basis = entry.get("sha256") or f"{self.store.uri}|{entry['path']}"
-        return hashlib.sha256(basis.encode()).hexdigest()[:32]
+        name = hashlib.sha256(basis.encode()).hexdigest()[:32]
+        return (self.folder / f"{name}.parquet", self.folder / f"{name}.part",
+                self.folder / f"{name}.lock")
 
     @contextlib.contextmanager
     def open(self, shard: int) -> Iterator[str]:
-        """The local path of a shard, downloaded if needed, not evicted while the block runs."""
-        name = self._name(shard)
-        path, lock = self.folder / f"{name}.parquet", self.folder / f"{name}.lock"
+        """The local path of a whole shard, downloaded if needed, not evicted while the block runs."""
+        path, part, lock = self._paths(shard)
         with open(lock, "a+b") as fh:
             fcntl.flock(fh, fcntl.LOCK_SH)
             if not path.exists():
                 fcntl.flock(fh, fcntl.LOCK_EX)   # one process downloads; the others wait here
                 if not path.exists():
-                    self._download(shard, path)
+                    self._download(shard, path, part)
                 fcntl.flock(fh, fcntl.LOCK_SH)
             os.utime(path)   # recently used: evicted last
             yield str(path)
@@ -76,24 +106,72 @@ class ShardCache:
         with self.open(shard):
             pass
 
-    def _download(self, shard: int, path: Path) -> None:
-        source = self.store.shard_path(shard)
-        tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
-        digest = hashlib.sha256()
+    def start(self, shard: int) -> Future:
+        """`fetch(shard)` in a thread of this process, unless one is already under way."""
+        if os.getpid() != self._pid:
+            self._reset_threads()
+        with self._guard:
+            future = self._inflight.get(shard)
+            if future is None or future.done():
+                future = self._inflight[shard] = Future()
+                threading.Thread(target=self._run, args=(shard, future), daemon=True,
+                                 name="gdl-shard-download").start()
+        return future
+
+    def _run(self, shard: int, future: Future) -> None:
         try:
-            with self.store.fs.open(source, "rb", block_size=CHUNK) as src, open(tmp, "wb") as dst:
+            self.fetch(shard)
+            future.set_result(None)
+        except BaseException as e:   # handed to whoever waits on it
+            future.set_exception(e)
+
+    def mapped(self, shard: int, end: int) -> np.ndarray:
+        """A private mapping (storage/pages.py map_private) of the shard holding at least its bytes
+        [0, end): the cached file, or its download in progress here or in another process once
+        those bytes are in. Starts the download when it is not under way in this process."""
+        path, part, _ = self._paths(shard)
+        future = None
+        while True:
+            for candidate, need in ((path, 0), (part, end)):
+                with contextlib.suppress(FileNotFoundError):
+                    with open(candidate, "rb") as fh:
+                        if os.fstat(fh.fileno()).st_size >= max(need, 1):
+                            if candidate == path:
+                                with contextlib.suppress(OSError):
+                                    os.utime(path)   # recently used: evicted last
+                            return map_private(fh.fileno())
+            if future is None:
+                future = self.start(shard)
+            elif future.done():
+                future.result()   # a failed download's error; after a good one, the file is there
+                future = None
+            time.sleep(POLL_SECONDS)
+
+    def _download(self, shard: int, path: Path, part: Path) -> None:
+        """Download into `part` in order (resuming what a killed download left), check the sha256,
+        rename into place; the caller holds the shard's lock exclusively."""
+        source = self.store.shard_path(shard)
+        expected = self.store.manifest["shards"][shard].get("sha256")
+        with _locked(self.folder / ".evict.lock", fcntl.LOCK_EX):
+            self._evict(room=int(self.store.manifest["shards"][shard].get("bytes") or 0))
+        digest = hashlib.sha256()
+        with open(part, "a+b") as dst:
+            dst.seek(0)
+            while chunk := dst.read(CHUNK):   # bytes a killed download left: hashed, not fetched
+                digest.update(chunk)
+            with self.store.fs.open(source, "rb", block_size=CHUNK) as src:
+                src.seek(dst.tell())
                 while chunk := src.read(CHUNK):
                     digest.update(chunk)
                     dst.write(chunk)
-            expected = self.store.manifest["shards"][shard].get("sha256")
-            if expected and digest.hexdigest() != expected:
-                raise ValueError(f"{source}: its bytes do not match the manifest's sha256; the shard was "
-                                 f"changed after commit: re-run the pipeline")
-            with _locked(self.folder / ".evict.lock", fcntl.LOCK_EX):   # room first, then in place
-                self._evict(room=tmp.stat().st_size)
-                os.replace(tmp, path)
-        finally:
-            tmp.unlink(missing_ok=True)
+                    dst.flush()   # its size now tells readers these bytes are in
+        if expected and digest.hexdigest() != expected:
+            part.unlink(missing_ok=True)
+            raise ValueError(f"{source}: its bytes do not match the manifest's sha256; the shard was "
+                             f"changed after commit: re-run the pipeline")
+        with _locked(self.folder / ".evict.lock", fcntl.LOCK_EX):   # room first, then in place
+            self._evict(room=part.stat().st_size)
+            os.replace(part, path)
         self.downloads += 1
 
     def cached_bytes(self) -> int:
@@ -149,8 +227,8 @@ class Prefetcher:
             if i is None or self._stop.is_set():
                 self._room.release()   # let the other threads see the end too
                 return
-            with contextlib.suppress(Exception):   # the reader's own fetch reports any failure
-                self.cache.fetch(self.shards[i])
+            with contextlib.suppress(Exception):   # the reader's own wait reports any failure
+                self.cache.start(self.shards[i]).result()
 
     def reading(self, shard: int) -> None:
         """The reader reads `shard`; when that is a new one, one more may be fetched ahead."""
