@@ -2,7 +2,9 @@
 
 Local shards are memory-mapped: pyarrow then decodes the binary array values straight from the
 page cache (one copy) instead of through a Python file object (two copies and the GIL): 1,600 ->
-about 7,000 samples/s for 1 MB meshes (bench/RESULTS.md, "Loader").
+about 7,000 samples/s for 1 MB meshes (bench/RESULTS.md, "Loader"). `read_group_rows` (the
+loader's path) does not decode uncompressed tensor columns at all: their arrays are views of a
+private mapping of the file (storage/pages.py), no copy.
 """
 from __future__ import annotations
 
