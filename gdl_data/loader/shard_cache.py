@@ -118,6 +118,11 @@ class ShardCache:
                                  name="gdl-shard-download").start()
         return future
 
+    def downloading(self, shard: int) -> bool:
+        """Whether this process is downloading `shard` now (through `start`)."""
+        future = self._inflight.get(shard) if os.getpid() == self._pid else None
+        return future is not None and not future.done()
+
     def _run(self, shard: int, future: Future) -> None:
         try:
             self.fetch(shard)
@@ -205,9 +210,12 @@ class ShardCache:
 
 class Prefetcher:
     """Downloads `shards` (in reading order) in `threads` threads, at most `ahead` beyond the one
-    in use; two requests in flight keep a link busy while the other waits on its first bytes."""
+    in use; several requests in flight keep a link busy while one waits on its first bytes
+    (against moto, two 64 MiB-request downloads at once moved 325-362 MB/s, one 165-330 MB/s).
+    A shard already being downloaded in this process (the reader's own, or a revisit) takes no
+    thread."""
 
-    def __init__(self, cache: ShardCache, shards: Sequence[int], ahead: int, threads: int = 2):
+    def __init__(self, cache: ShardCache, shards: Sequence[int], ahead: int, threads: int = 3):
         # one entry per change of shard, as `reading` counts them (a shuffled plan may revisit one)
         self.cache = cache
         self.shards = [s for i, s in enumerate(shards) if i == 0 or s != shards[i - 1]]
@@ -227,6 +235,8 @@ class Prefetcher:
             if i is None or self._stop.is_set():
                 self._room.release()   # let the other threads see the end too
                 return
+            if self.cache.downloading(self.shards[i]):
+                continue   # under way already (the reader's, or a revisit): no thread to spend on it
             with contextlib.suppress(Exception):   # the reader's own wait reports any failure
                 self.cache.start(self.shards[i]).result()
 
