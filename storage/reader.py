@@ -26,7 +26,7 @@ from storage.arrays import META_KEYS, SHAPE_SUFFIX, STORED_DTYPE, ColumnInfo, de
 from storage.fs import join, resolve
 from storage.geometry import GEOMETRY_KEY
 from storage.manifest import load_manifest
-from storage.pages import binary_spans, map_private, span_arrays
+from storage.pages import MappingCache, binary_spans, map_private, span_arrays
 
 GEOMETRY_CACHE_BYTES = 1 << 30    # decoded shared rows kept per process (at least the last one)
 LAYOUT_CACHE_GROUPS = 4096        # row groups whose in-place value positions are kept per process
@@ -46,6 +46,7 @@ class StoredDataset:
         self._footers: dict[int, pq.FileMetaData] = {}
         self._chunks: dict[int, dict[str, tuple[int, int]]] = {}   # shard -> plain tensor chunks
         self._layouts: OrderedDict[tuple, dict[str, tuple[np.ndarray, np.ndarray]]] = OrderedDict()
+        self.mappings = MappingCache()   # shard mappings reused across epochs (storage/pages.py)
         # Shared rows (storage/geometry.py): joined to sample rows by `geometry_key`; decoded once
         # per process and kept in an LRU, so 1,000 maps on one grid decode the grid once.
         geometry = self.manifest.get("geometry") or {}
@@ -56,7 +57,8 @@ class StoredDataset:
     def __getstate__(self) -> dict[str, Any]:
         # Sent to DataLoader workers: the manifest travels, decoded tables and footers do not.
         state = dict(self.__dict__)
-        state.update(_cache=None, _footers={}, _chunks={}, _layouts=OrderedDict(), _geometry_rows=OrderedDict())
+        state.update(_cache=None, _footers={}, _chunks={}, _layouts=OrderedDict(), mappings=MappingCache(),
+                     _geometry_rows=OrderedDict())
         state.pop("errors", None)
         state.pop("index", None)
         return state
@@ -155,7 +157,10 @@ class StoredDataset:
         wanted = list(dict.fromkeys(columns or self.columns))
         if mapped is None and not isinstance(self.fs, LocalFileSystem):
             return self.decode(self.read_row_group(shard, group, wanted), wanted)
-        buf = map_private(self.shard_path(shard)) if mapped is None else mapped
+        if mapped is None:
+            path = self.shard_path(shard)
+            mapped = self.mappings.get((shard, group), 0, lambda: map_private(path))
+        buf = mapped
         direct = self._direct_layout(shard, group, wanted, buf)
         rest = [c for c in wanted if c not in direct]
         if rest:
@@ -191,7 +196,8 @@ class StoredDataset:
             chunks = self.footer(shard).row_group(group)
             shapes = self._read_mapped(buf, shard, group, [c + SHAPE_SUFFIX for c in plain])
             for name, (index, max_def) in plain.items():
-                dims = np.concatenate([shape_rows(c) for c in shapes.column(name + SHAPE_SUFFIX).chunks])
+                # a copy: the layout is kept, and must hold no reference to this mapping
+                dims = np.concatenate([shape_rows(c) for c in shapes.column(name + SHAPE_SUFFIX).chunks]).copy()
                 lengths = dims.prod(axis=1) * np.dtype(self.columns[name].dtype).itemsize
                 spans = binary_spans(buf, chunks.column(index), max_def, lengths)
                 if spans is not None:

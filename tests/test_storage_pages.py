@@ -125,3 +125,28 @@ def test_a_value_whose_length_disagrees_with_its_shape_is_an_error(tmp_path):
     path.write_bytes(bytes(data))
     with pytest.raises(ValueError, match="holds .* bytes where its shape says"):
         StoredDataset(str(tmp_path)).read_group_rows(0, 0, ["a0"])
+
+
+def _mapping_of(array):
+    """The whole-file array a value is a view of (storage/pages.py map_private)."""
+    while isinstance(array.base, np.ndarray):
+        array = array.base
+    return array
+
+
+def test_a_mapping_is_reused_only_when_none_of_it_is_alive_and_with_its_written_pages_put_back(tmp_path):
+    rows = _rows(14)
+    ds = _dataset(tmp_path, rows)
+    first = ds.read_group_rows(0, 0, ["a0", "a2"])
+    mapping = id(_mapping_of(first[0]["a0"]))
+    first[0]["a0"][:] = 0      # a transform writing into its sample...
+    first[3]["a2"][:] = -1
+    del first                  # ...then done with it
+    again = ds.read_group_rows(0, 0, ["a0", "a2"])
+    assert id(_mapping_of(again[0]["a0"])) == mapping   # the same mapping: no page faults again
+    assert again[0]["a0"].tobytes() == rows[0]["a0"].tobytes()   # but the file's bytes
+    assert again[3]["a2"].tobytes() == rows[3]["a2"].tobytes()
+    other = ds.read_group_rows(0, 0, ["a0", "a2"])      # `again` still alive: a fresh mapping
+    assert _mapping_of(other[0]["a0"]) is not _mapping_of(again[0]["a0"])
+    again[0]["a0"][:] = 7
+    assert other[0]["a0"].tobytes() == rows[0]["a0"].tobytes()

@@ -106,8 +106,11 @@ class RowGroupSource:
         self.own_filesystem()
         if self.shards is None:
             return self.store.read_group_rows(group.shard, group.group, self.columns)
-        # the group's bytes, as soon as the shard's download has them (shard_cache.py)
-        mapped = self.shards.mapped(group.shard, group_end(self.store.footer(group.shard), group.group))
+        # the group's bytes, as soon as the shard's download has them (shard_cache.py); the last
+        # epoch's mapping of the cached shard when it is still there (storage/pages.py MappingCache)
+        end = group_end(self.store.footer(group.shard), group.group)
+        mapped = self.store.mappings.get((group.shard, group.group), end, lambda: self.shards.mapped(group.shard, end),
+                                         lambda: self.shards.cached(group.shard))
         return self.store.read_group_rows(group.shard, group.group, self.columns, mapped=mapped)
 
     def _list_groups(self) -> list[RowGroup]:

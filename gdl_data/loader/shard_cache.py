@@ -5,8 +5,9 @@ whole shard downloaded once and memory-mapped is faster and is read again from l
 later epochs. Shards are immutable (named by the hash of their content), so a cached copy is
 never stale; it is checked against the manifest's `sha256` when its last byte arrives.
 
-Read while it arrives: a shard is downloaded in order into `<name>.part`, whose size says how much
-has arrived, and a reader that needs row group g waits only until the bytes up to g's end are
+Read while it arrives: a shard is downloaded in order into `<name>.part` (from S3 by curl through a
+presigned URL, outside the training process and its GIL; otherwise by fsspec), whose size says how
+much has arrived, and a reader that needs row group g waits only until the bytes up to g's end are
 there (storage/pages.py group_end; the footer is known from the manifest's shard), not for the
 whole shard: the first epoch starts yielding after one row group instead of one shard. Any
 process may read a `.part` that another is writing. A shard whose bytes turn out not to match
@@ -125,6 +126,10 @@ class ShardCache:
                 fcntl.flock(fh, fcntl.LOCK_SH)
             os.utime(path)   # recently used: evicted last
             yield str(path)
+
+    def cached(self, shard: int) -> bool:
+        """Whether the whole shard is in the cache now."""
+        return self._paths(shard)[0].exists()
 
     def fetch(self, shard: int) -> None:
         with self.open(shard):
