@@ -110,7 +110,7 @@ class RowGroupSource:
         # epoch's mapping of the cached shard when it is still there (storage/pages.py MappingCache)
         end = group_end(self.store.footer(group.shard), group.group)
         mapped = self.store.mappings.get((group.shard, group.group), end, lambda: self.shards.mapped(group.shard, end),
-                                         lambda: self.shards.cached(group.shard))
+                                         lambda: self.shards.held(group.shard))
         return self.store.read_group_rows(group.shard, group.group, self.columns, mapped=mapped)
 
     def _list_groups(self) -> list[RowGroup]:

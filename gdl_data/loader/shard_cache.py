@@ -127,9 +127,10 @@ class ShardCache:
             os.utime(path)   # recently used: evicted last
             yield str(path)
 
-    def cached(self, shard: int) -> bool:
-        """Whether the whole shard is in the cache now."""
-        return self._paths(shard)[0].exists()
+    def held(self, shard: int) -> bool:
+        """Whether the shard is in the cache now, whole or arriving (not evicted)."""
+        path, part, _ = self._paths(shard)
+        return path.exists() or part.exists()
 
     def fetch(self, shard: int) -> None:
         with self.open(shard):
@@ -193,10 +194,10 @@ class ShardCache:
             self._append_fsspec(source, part)
         elif not (part.exists() and part.stat().st_size == entry.get("bytes")):
             _append_curl(url, part, source)
-        digest = hashlib.sha256()
+        digest, block = hashlib.sha256(), bytearray(1 << 20)   # one reused buffer: no fresh pages
         with open(part, "rb") as fh:
-            while chunk := fh.read(CHUNK):
-                digest.update(chunk)
+            while size := fh.readinto(block):
+                digest.update(memoryview(block)[:size])
         if entry.get("sha256") and digest.hexdigest() != entry["sha256"]:
             part.unlink(missing_ok=True)
             raise ValueError(f"{source}: its bytes do not match the manifest's sha256; the shard was "
