@@ -174,6 +174,8 @@ class ShardCache:
                             if candidate == path:
                                 with contextlib.suppress(OSError):
                                     os.utime(path)   # recently used: evicted last
+                            elif future is None:   # a part someone left must still be finished
+                                self.start(shard)  # and checked (a no-op while it is under way)
                             return map_private(fh.fileno())
             if future is None:
                 future = self.start(shard)
