@@ -107,10 +107,16 @@ class RowGroupSource:
         if self.shards is None:
             return self.store.read_group_rows(group.shard, group.group, self.columns)
         # the group's bytes, as soon as the shard's download has them (shard_cache.py); the last
-        # epoch's mapping of the cached shard when it is still there (storage/pages.py MappingCache)
+        # epoch's mapping of the cached shard when it is still there (storage/pages.py
+        # MappingCache), but only when the cache holds the whole dataset: a kept mapping of an
+        # evicted shard would hold its disk space beyond the cache's limit
         end = group_end(self.store.footer(group.shard), group.group)
-        mapped = self.store.mappings.get((group.shard, group.group), end, lambda: self.shards.mapped(group.shard, end),
-                                         lambda: self.shards.held(group.shard))
+        if self.shards.max_bytes < sum(s.get("bytes") or 0 for s in self.store.manifest["shards"]):
+            mapped = self.shards.mapped(group.shard, end)
+        else:
+            mapped = self.store.mappings.get((group.shard, group.group), end,
+                                             lambda: self.shards.mapped(group.shard, end),
+                                             lambda: self.shards.held(group.shard))
         return self.store.read_group_rows(group.shard, group.group, self.columns, mapped=mapped)
 
     def _list_groups(self) -> list[RowGroup]:
