@@ -125,7 +125,7 @@ def write_config(rows: list[dict], uri: Path, compression: str, narrow: bool, be
         for g in range(meta.num_row_groups):
             for c in range(meta.num_columns):
                 col = meta.row_group(g).column(c)
-                name = col.path_in_schema.split(".")[0].removesuffix("__shape")
+                name = col.path_in_schema.split(".")[0].removesuffix("__shape").removesuffix("__pad")
                 per_column[name] = per_column.get(name, 0) + col.total_compressed_size
     return {"bytes": sum(s["bytes"] for s in shards), "write_s": seconds, "columns": per_column}
 

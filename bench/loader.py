@@ -195,7 +195,8 @@ def main(argv=None) -> None:
     t0 = time.perf_counter()
     write_formats(root, args.samples, args.vertices, args.k, copies=1 if args.no_rss else 4)
     conversions = convert_peers(root, args, methods)
-    print(f"data ready in {time.perf_counter() - t0:.0f} s under {root}; conversion of the "
+    print(f"load average at start {' '.join(f'{x:.1f}' for x in os.getloadavg())}; "
+          f"data ready in {time.perf_counter() - t0:.0f} s under {root}; conversion of the "
           f"{args.samples} samples by each writer: " +
           ", ".join(f"{k} {v:.1f} s" for k, v in conversions.items()), flush=True)
     remote = {m: {"stream_s3": "parquet", "litdata_s3": "litdata", "wds_s3": "wds"}[m] for m in methods

@@ -4,7 +4,7 @@ Formats, all holding the same samples (pos (n, 3) f4, faces (2n-4, 3) i8, evecs 
 mass (n,) f4; n about 3,000, so about 1 MB a sample):
 
 * `parquet`: a gdl-data dataset (storage.write_shard / commit_version), read by the loader;
-* `parquet_plain`: the same, written as before issue 11 (no codec, int64 as int64);
+* `parquet_plain`: the same, written as before issue 11 (no codec, int64 as int64, no pad columns);
 * `npz`: one uncompressed `.npz` per sample, loaded with numpy (DiffusionNet's operator cache);
 * `pt`: one `.pt` per sample, `torch.load(weights_only=True)` (PyG-style processed files);
 * `ipc`: Arrow IPC files of the same table, memory-mapped, every array a tensor view into the
@@ -23,7 +23,7 @@ import torch
 from torch.utils.data import Dataset
 
 from storage import commit_version, rows_to_table, write_shard
-from storage.writer import COMPRESS_BELOW, COMPRESSION, NARROW
+from storage.writer import ALIGN, COMPRESS_BELOW, COMPRESSION, NARROW
 from storage.arrays import SHAPE_SUFFIX, infer_infos
 
 ARRAYS = ("pos", "faces", "evecs", "mass")
@@ -43,8 +43,8 @@ def mesh_arrays(i: int, vertices: int, k: int) -> dict[str, np.ndarray]:
 
 def write_formats(root: Path, samples: int, vertices: int, k: int, copies: int) -> dict:
     """Write every format under `root` (once: a marker remembers the parameters)."""
-    params = {"samples": samples, "vertices": vertices, "k": k, "copies": copies, "layout": 4,
-              "storage": [COMPRESSION, NARROW, COMPRESS_BELOW]}   # new defaults: write again
+    params = {"samples": samples, "vertices": vertices, "k": k, "copies": copies, "layout": 6,
+              "storage": [COMPRESSION, NARROW, COMPRESS_BELOW, ALIGN]}   # new defaults: write again
     marker = root / "params.json"
     if marker.exists() and json.loads(marker.read_text()) == params:
         return params
@@ -63,7 +63,8 @@ def write_formats(root: Path, samples: int, vertices: int, k: int, copies: int) 
             if copy == 0:
                 shards["parquet"].append(write_shard(str(root / "parquet"), rows))
                 shards["parquet_plain"].append(write_shard(str(root / "parquet_plain"), rows,
-                                                           compression="none", narrow=False))
+                                                           compression="none", narrow=False,
+                                                           align=False))
                 table = rows_to_table(rows, infer_infos(rows)).select(
                     [c for name in ARRAYS for c in (name, name + SHAPE_SUFFIX)])
                 with pa.OSFile(str(root / "ipc" / f"{start:06d}.arrow"), "wb") as sink:

@@ -184,15 +184,7 @@ def decode_tensors(data: pa.ChunkedArray, shapes: pa.ChunkedArray, dtype: np.dty
         raw = np.frombuffer(values_buf, dtype=np.uint8) if values_buf is not None else np.empty(0, np.uint8)
         if stored is not None and stored != dtype and len(offsets):
             raw, offsets = _widen(raw, offsets, stored, dtype)
-        # Shapes and validity straight from the Arrow buffers: pyarrow.compute (fill_null,
-        # is_valid) would import pandas on first use, 0.3 s of a loader's first epoch.
-        ndim = shape_chunk.type.list_size
-        child = shape_chunk.values
-        dims = np.frombuffer(child.buffers()[1], dtype=np.int64,
-                             count=child.offset + len(child))[child.offset:] if len(child) else \
-            np.empty(0, np.int64)
-        start = shape_chunk.offset * ndim
-        dims = dims[start:start + len(shape_chunk) * ndim].reshape(len(shape_chunk), ndim)
+        dims = shape_rows(shape_chunk)
         valid = _validity(chunk)
         for i in range(len(chunk)):
             if not valid[i]:
@@ -201,6 +193,19 @@ def decode_tensors(data: pa.ChunkedArray, shapes: pa.ChunkedArray, dtype: np.dty
             buf = raw[offsets[i]:offsets[i + 1]]
             out.append(buf.view(dtype).reshape(tuple(dims[i])))
     return out
+
+
+def shape_rows(shape_chunk: pa.Array) -> np.ndarray:
+    """The (rows, ndim) int64 shapes of one chunk of a `__shape` column, straight from its Arrow
+    buffers: pyarrow.compute (fill_null, is_valid) would import pandas on first use, 0.3 s of a
+    loader's first epoch. A null shape's row holds whatever the buffer has (its value is null too)."""
+    ndim = shape_chunk.type.list_size
+    child = shape_chunk.values
+    dims = np.frombuffer(child.buffers()[1], dtype=np.int64,
+                         count=child.offset + len(child))[child.offset:] if len(child) else \
+        np.empty(0, np.int64)
+    start = shape_chunk.offset * ndim
+    return dims[start:start + len(shape_chunk) * ndim].reshape(len(shape_chunk), ndim)
 
 
 def _widen(raw: np.ndarray, offsets: np.ndarray, stored: np.dtype,

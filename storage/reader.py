@@ -2,7 +2,9 @@
 
 Local shards are memory-mapped: pyarrow then decodes the binary array values straight from the
 page cache (one copy) instead of through a Python file object (two copies and the GIL): 1,600 ->
-about 7,000 samples/s for 1 MB meshes (bench/RESULTS.md, "Loader").
+about 7,000 samples/s for 1 MB meshes (bench/RESULTS.md, "Loader"). `read_group_rows` (the
+loader's path) does not decode uncompressed tensor columns at all: their arrays are views of a
+private mapping of the file (storage/pages.py), no copy.
 """
 from __future__ import annotations
 
@@ -16,14 +18,18 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from storage.arrays import META_KEYS, SHAPE_SUFFIX, ColumnInfo, decode_column, widen_table
 from fsspec.implementations.local import LocalFileSystem
+
+from storage.aligned import PAD_SUFFIX
+from storage.arrays import META_KEYS, SHAPE_SUFFIX, STORED_DTYPE, ColumnInfo, decode_column, shape_rows, widen_table
 
 from storage.fs import join, resolve
 from storage.geometry import GEOMETRY_KEY
 from storage.manifest import load_manifest
+from storage.pages import MappingCache, binary_spans, map_private, span_arrays
 
 GEOMETRY_CACHE_BYTES = 1 << 30    # decoded shared rows kept per process (at least the last one)
+LAYOUT_CACHE_GROUPS = 4096        # row groups whose in-place value positions are kept per process
 
 
 class StoredDataset:
@@ -38,6 +44,9 @@ class StoredDataset:
         self._starts = np.cumsum([0] + [s["rows"] for s in self.manifest["shards"]]).tolist()
         self._cache: tuple[tuple[int, int], pa.Table] | None = None   # last (shard, row group) read
         self._footers: dict[int, pq.FileMetaData] = {}
+        self._chunks: dict[int, dict[str, tuple[int, int]]] = {}   # shard -> plain tensor chunks
+        self._layouts: OrderedDict[tuple, dict[str, tuple[np.ndarray, np.ndarray]]] = OrderedDict()
+        self.mappings = MappingCache()   # shard mappings reused across epochs (storage/pages.py)
         # Shared rows (storage/geometry.py): joined to sample rows by `geometry_key`; decoded once
         # per process and kept in an LRU, so 1,000 maps on one grid decode the grid once.
         geometry = self.manifest.get("geometry") or {}
@@ -48,7 +57,8 @@ class StoredDataset:
     def __getstate__(self) -> dict[str, Any]:
         # Sent to DataLoader workers: the manifest travels, decoded tables and footers do not.
         state = dict(self.__dict__)
-        state.update(_cache=None, _footers={}, _geometry_rows=OrderedDict())
+        state.update(_cache=None, _footers={}, _chunks={}, _layouts=OrderedDict(), mappings=MappingCache(),
+                     _geometry_rows=OrderedDict())
         state.pop("errors", None)
         state.pop("index", None)
         return state
@@ -136,6 +146,84 @@ class StoredDataset:
         finally:
             pf.close()
 
+    def read_group_rows(self, shard: int, group: int, columns: Sequence[str] | None = None,
+                        mapped: np.ndarray | None = None) -> list[dict[str, Any]]:
+        """The rows of one row group, as `decode(read_row_group(shard, group, columns))` gives them,
+        but the tensor columns whose chunk is plain (storage/pages.py: uncompressed, PLAIN or
+        DELTA_LENGTH, no nulls) are not copied: each array is a writable view of a private memory
+        map of the shard file, mapped afresh by each call. `mapped`: such a mapping of a local copy
+        of a remote shard, complete or holding at least this group's bytes (pages.group_end; the
+        loader's shard cache); a remote shard without one is read through pyarrow."""
+        wanted = list(dict.fromkeys(columns or self.columns))
+        if mapped is None and not isinstance(self.fs, LocalFileSystem):
+            return self.decode(self.read_row_group(shard, group, wanted), wanted)
+        if mapped is None:
+            path = self.shard_path(shard)
+            mapped = self.mappings.get((shard, group), 0, lambda: map_private(path))
+        buf = mapped
+        direct = self._direct_layout(shard, group, wanted, buf)
+        rest = [c for c in wanted if c not in direct]
+        if rest:
+            rows = self.decode(self._read_mapped(buf, shard, group, self.row_columns(shard, rest)), rest)
+        else:
+            rows = [{} for _ in range(self.footer(shard).row_group(group).num_rows)]
+        for name, (spans, dims) in direct.items():
+            for row, array in zip(rows, span_arrays(buf, spans, dims, np.dtype(self.columns[name].dtype))):
+                row[name] = array
+        return [{c: row[c] for c in wanted if c in row} for row in rows] if direct else rows
+
+    def _read_mapped(self, buf: np.ndarray, shard: int, group: int, physical: list[str]) -> pa.Table:
+        """Columns of a row group through pyarrow, from a mapping of the shard (no second open)."""
+        pf = pq.ParquetFile(pa.BufferReader(pa.py_buffer(buf)), metadata=self.footer(shard))
+        try:
+            return widen_table(pf.read_row_group(group, columns=physical, use_threads=False))
+        finally:
+            pf.close()
+
+    def _direct_layout(self, shard: int, group: int, wanted: list[str],
+                       buf: np.ndarray) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+        """name -> (value spans in the file, shapes) of the wanted columns of a row group that are
+        read in place. Kept per process for LAYOUT_CACHE_GROUPS groups: shards never change, and
+        later epochs then need neither the page headers nor pyarrow for these columns."""
+        key = (shard, group, tuple(wanted))
+        if key in self._layouts:
+            self._layouts.move_to_end(key)
+            return self._layouts[key]
+        candidates = self._plain_chunks(shard)
+        plain = {name: candidates[name] for name in wanted if name in candidates}
+        layout: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+        if plain:
+            chunks = self.footer(shard).row_group(group)
+            shapes = self._read_mapped(buf, shard, group, [c + SHAPE_SUFFIX for c in plain])
+            for name, (index, max_def) in plain.items():
+                # a copy: the layout is kept, and must hold no reference to this mapping
+                dims = np.concatenate([shape_rows(c) for c in shapes.column(name + SHAPE_SUFFIX).chunks]).copy()
+                lengths = dims.prod(axis=1) * np.dtype(self.columns[name].dtype).itemsize
+                spans = binary_spans(buf, chunks.column(index), max_def, lengths)
+                if spans is not None:
+                    layout[name] = (spans, dims)
+        self._layouts[key] = layout
+        if len(self._layouts) > LAYOUT_CACHE_GROUPS:
+            self._layouts.popitem(last=False)
+        return layout
+
+    def _plain_chunks(self, shard: int) -> dict[str, tuple[int, int]]:
+        """Tensor columns of a shard that may be read in place: name -> (Parquet column index,
+        max definition level); narrowed columns and shared ones (geometry) are not."""
+        if shard not in self._chunks:
+            footer = self.footer(shard)
+            fields = {f.name: f for f in footer.schema.to_arrow_schema()}
+            plain = {}
+            for j in range(footer.num_columns):
+                column = footer.schema.column(j)
+                name, info = column.path, self.columns.get(column.path)
+                if info is None or info.encoding != "tensor" or name in self.geometry_columns \
+                        or name not in fields or STORED_DTYPE in (fields[name].metadata or {}):
+                    continue
+                plain[name] = (j, column.max_definition_level)
+            self._chunks[shard] = plain
+        return self._chunks[shard]
+
     def read_shard(self, shard: int, columns: Sequence[str] | None = None) -> pa.Table:
         physical = self.row_columns(shard, columns)
         if isinstance(self.fs, LocalFileSystem):
@@ -188,7 +276,9 @@ class StoredDataset:
         import pyarrow.dataset as pads   # here, not at the top: it imports pandas (0.2-0.6 s)
         dataset = pads.dataset(paths, format="parquet", filesystem=self.fs)
         if not self.geometry_columns:
-            return dataset.to_table(columns=self.parquet_columns(columns), filter=filter)
+            table = dataset.to_table(columns=self.parquet_columns(columns), filter=filter)
+            return table.drop_columns([c for c in table.column_names if c.endswith(PAD_SUFFIX)
+                                       and c.removesuffix(PAD_SUFFIX) in self.columns and c not in self.columns])
         # Shared columns are joined in (one copy per row: scan is for analysis, not training);
         # a filter on a shared column is applied after the join, others are pushed down.
         wanted = list(columns or self.columns)

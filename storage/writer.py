@@ -25,6 +25,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from storage.aligned import ALIGNED_PAGE_BYTES, aligned_parquet_bytes
 from storage.arrays import STORED_DTYPE, ColumnInfo, infer_infos, rows_to_table
 from storage.fs import join, resolve, write_bytes_atomic
 from storage.geometry import geometry_manifest
@@ -59,6 +60,8 @@ CODECS = ("none", "snappy", "lz4", "zstd")
 COMPRESSION = "lz4"
 NARROW = True
 COMPRESS_BELOW = 2 / 3
+# Uncompressed tensor columns laid out so that the loader reads them in place (storage/aligned.py).
+ALIGN = True
 PROBE_BLOCKS, PROBE_BYTES = 8, 256 << 10
 
 
@@ -131,23 +134,38 @@ def encode_rows(rows: Sequence[Mapping[str, Any]], infos: Mapping[str, ColumnInf
 
 def table_to_parquet_bytes(table: pa.Table, row_group_size: int | None = None,
                            compression: str = COMPRESSION, compress_below: float = COMPRESS_BELOW,
-                           codecs: Mapping[str, str] | None = None) -> bytes:
+                           codecs: Mapping[str, str] | None = None, align: bool = False) -> bytes:
     """Parquet bytes of a table in row groups of at most `row_group_size` rows (None: 64), fewer
     when the rows are large (rows_per_group), column chunks compressed as `codecs` (default:
-    column_codecs) says."""
-    row_group_size = rows_per_group(table, max_rows=row_group_size or ROW_GROUP_SIZE)
+    column_codecs) says. `align`: uncompressed tensor columns laid out for reading in place
+    (storage/aligned.py: a pad column before each, one page per column chunk)."""
+    group_rows = rows_per_group(table, max_rows=row_group_size or ROW_GROUP_SIZE)
+    codecs = dict(codecs or column_codecs(table, compression, compress_below))
+    data = aligned_parquet_bytes(table, codecs, lambda t, c, pads, encodings: parquet_bytes(
+        t, group_rows, compression, c, pads, ALIGNED_PAGE_BYTES, encodings), group_rows) if align else None
+    return data if data is not None else parquet_bytes(table, group_rows, compression, codecs)
+
+
+def parquet_bytes(table: pa.Table, group_rows: int, compression: str, codecs: Mapping[str, str],
+                  unstated: Sequence[str] = (), page_bytes: int | None = None,
+                  encodings: Mapping[str, str] | None = None) -> bytes:
+    """Parquet bytes of a table in row groups of exactly `group_rows` rows, each column's chunks
+    compressed with codecs[name]; `unstated`: columns written without statistics; `page_bytes`:
+    the data page size (None: pyarrow's 1 MiB); `encodings`: a Parquet encoding by column name
+    (default: pyarrow's, PLAIN here)."""
     level = parquet_codec(compression)[1]
-    codecs = codecs or column_codecs(table, compression, compress_below)
     # pyarrow names a list column's chunk by its leaf path, and leaves unnamed chunks uncompressed
     paths = {f.name: f.name + ".list.element" if pa.types.is_list(f.type) or
              pa.types.is_fixed_size_list(f.type) else f.name for f in table.schema}
     by_path = {paths[name]: codec for name, codec in codecs.items()}
     sink = io.BytesIO()
-    pq.write_table(table, sink, row_group_size=row_group_size, compression=by_path,
+    pq.write_table(table, sink, row_group_size=group_rows, compression=by_path,
                    compression_level=None if level is None else
                    {c: level for c, codec in by_path.items() if codec != "none"} or None,
                    use_dictionary=[c for c in ("sample_id", "source", "domain") if c in table.column_names],
-                   write_statistics=True)
+                   write_statistics=[p for n, p in paths.items() if n not in unstated] if unstated else True,
+                   **({"data_page_size": page_bytes} if page_bytes else {}),
+                   **({"column_encoding": dict(encodings)} if encodings else {}))
     return sink.getvalue()
 
 
@@ -160,15 +178,15 @@ def write_shard(uri: str, rows: Sequence[Mapping[str, Any]], infos: Mapping[str,
                 row_group_size: int | None = None, *, name: str | None = None,
                 files: Sequence[Mapping[str, Any]] | None = None, compression: str = COMPRESSION,
                 narrow: bool = NARROW, compress_below: float = COMPRESS_BELOW,
-                geometry: Sequence[str] = ()) -> dict[str, Any]:
+                geometry: Sequence[str] = (), align: bool = ALIGN) -> dict[str, Any]:
     """Write one shard: its samples (`rows`, in file order) and its per-file sidecar.
 
     `name`: the pipeline passes the hash of the shard's inputs; by default the hash of its
     sample ids. `files`: one mapping per raw file with file, file_key, size, mtime_ns, samples
     (row count) and errors (a list of error dicts); by default one per row, from `source`.
     Returns the shard's manifest entry. Safe from many processes at once: names are unique per
-    input and each file is written atomically. `compression`, `compress_below`, `narrow`: see
-    table_to_parquet_bytes and storage/arrays.py rows_to_table; a reader needs none of them.
+    input and each file is written atomically. `compression`, `compress_below`, `narrow`, `align`:
+    see table_to_parquet_bytes and storage/arrays.py rows_to_table; a reader needs none of them.
     """
     if name is None:
         name = hashlib.sha256("\n".join(r["sample_id"] for r in rows).encode()).hexdigest()[:24]
@@ -184,7 +202,7 @@ def write_shard(uri: str, rows: Sequence[Mapping[str, Any]], infos: Mapping[str,
     if rows:
         infos = dict(infos) if infos is not None else infer_infos(rows)
         table, codecs = encode_rows(rows, infos, compression, compress_below, narrow)
-        data = table_to_parquet_bytes(table, row_group_size, compression, codecs=codecs)
+        data = table_to_parquet_bytes(table, row_group_size, compression, codecs=codecs, align=align)
         # sha256 of the bytes: names hash the inputs, this says what is in the file (the
         # loader's decoded cache is keyed by it)
         entry.update(path=f"shards/{name}.parquet", bytes=len(data),

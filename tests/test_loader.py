@@ -145,14 +145,16 @@ def test_transform_is_applied_to_each_sample(dataset):
 
 def test_stream_memory_is_bounded_by_open_row_groups_and_reservoir(tmp_path):
     """Arrow's allocator counts every decoded byte: the peak is one shuffle window (10 samples
-    rounded up to whole row groups of 4, so 12) plus nothing else, far less than the dataset."""
+    rounded up to whole row groups of 4, so 12) plus nothing else, far less than the dataset.
+    The arrays compress, so they are decoded by pyarrow (uncompressed ones would be views of
+    the mapped file, which the allocator does not see)."""
     import pyarrow as pa
     from storage import commit_version, write_shard
 
     uri, group_rows, sample_bytes = str(tmp_path / "big"), 4, 4096 * 4
     rng = np.random.default_rng(0)
     rows = [{"sample_id": f"s{i}", "source": "x", "domain": "graph",
-             "x": rng.random(4096).astype(np.float32)} for i in range(200)]
+             "x": np.repeat(rng.random(64), 64).astype(np.float32)} for i in range(200)]
     commit_version(uri, [write_shard(uri, rows[i:i + 40], row_group_size=group_rows)
                          for i in range(0, 200, 40)], [])
     stream = GeometryStream(uri, columns=["x"], shuffle=True, shuffle_buffer=10)

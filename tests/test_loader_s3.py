@@ -3,6 +3,7 @@ local shard cache: same bytes as the local copy, the size limit held, shared by 
 and workers, nothing downloaded twice when the cache holds the dataset."""
 import itertools
 
+import numpy as np
 import pytest
 from torch.utils.data import DataLoader
 
@@ -77,3 +78,36 @@ def test_a_shard_whose_bytes_changed_after_commit_is_refused(s3_dataset, tmp_pat
     entry["sha256"] = "0" * 64
     with pytest.raises(ValueError, match="do not match the manifest's sha256"):
         ShardCache(tmp_path / "other", stream.source.store, 1 << 30).fetch(0)
+
+
+@pytest.mark.parametrize("client", ["curl", "fsspec"])
+def test_a_row_group_is_read_once_its_bytes_are_in_and_a_cut_download_resumes(s3_dataset, tmp_path,
+                                                                             client, monkeypatch):
+    from gdl_data.loader import shard_cache
+    from storage.pages import group_end
+    if client == "fsspec":
+        monkeypatch.setattr(shard_cache, "CURL", None)   # as on a machine without curl
+    elif shard_cache.CURL is None:
+        pytest.fail("curl is needed for this test (it is how shards come from S3)")
+    uri, rows = s3_dataset
+    stream = GeometryStream(uri, columns=["sample_id", "pos", "faces"], shard_cache=tmp_path / "shards")
+    store, cache = stream.source.store, stream.source.shards
+    end = group_end(store.footer(0), 0)
+    assert end < store.manifest["shards"][0]["bytes"]
+    _, part, _ = cache._paths(0)
+    part.write_bytes(store.fs.cat_file(store.shard_path(0), start=0, end=end))   # a download cut short
+    mapped = cache.mapped(0, end)   # the part: it also starts finishing the download
+    assert mapped.size == end       # read from the bytes that were there, not a whole shard
+    got = store.read_group_rows(0, 0, ["sample_id", "pos", "faces"], mapped=mapped)
+    assert len(got) == 2
+    for sample in got:
+        for key in ("pos", "faces"):
+            want = rows[sample["sample_id"]][key]
+            assert sample[key].dtype == want.dtype and np.array_equal(sample[key], want)
+    cache.start(0).result()   # resumed after those bytes, then the whole file's sha256 checked
+    assert cache.downloads == 1 and not part.exists() and len(list(cache.folder.glob("*.parquet"))) == 1
+    _, part, _ = cache._paths(1)
+    part.write_bytes(b"\0" * end)   # bytes that are not the shard's
+    with pytest.raises(ValueError, match="do not match the manifest's sha256"):
+        cache.fetch(1)
+    assert not part.exists()   # deleted: the next download starts afresh

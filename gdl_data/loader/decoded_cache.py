@@ -1,7 +1,9 @@
 """A local decoded cache: row groups kept as Arrow IPC files, memory-mapped on later epochs.
 
-Reading Parquet copies every array once (pyarrow decodes the binary values into fresh buffers);
-a memory-mapped IPC file needs no copy at all: its tensors are views of the page cache. The
+Reading Parquet copies every compressed array once (pyarrow decompresses it into a fresh
+buffer); a memory-mapped IPC file needs no copy at all: its tensors are views of the page cache.
+Uncompressed arrays are read in place from Parquet already (storage/pages.py): for them the
+cache only adds its first-epoch writes. The
 first read of a row group writes it here (one more copy, paid once); every later read, in any
 process, maps it. Opt-in (`cache_dir=`): it costs local disk the size of the columns read.
 

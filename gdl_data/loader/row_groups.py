@@ -23,6 +23,7 @@ from gdl_data.loader.tensors import sample_tensors
 from gdl_data.params import Integer, check_value
 from storage import StoredDataset
 from storage.fs import resolve
+from storage.pages import group_end
 
 
 @dataclass(frozen=True)
@@ -99,6 +100,25 @@ class RowGroupSource:
             return pf.read_row_group(group.group, columns=self.store.parquet_columns(self.columns),
                                      use_threads=False)
 
+    def _read_rows(self, group: RowGroup) -> list[dict[str, Any]]:
+        """A row group's rows, plain tensor columns as views of the (local or cached) shard file's
+        mapping, no copy (storage/reader.py read_group_rows)."""
+        self.own_filesystem()
+        if self.shards is None:
+            return self.store.read_group_rows(group.shard, group.group, self.columns)
+        # the group's bytes, as soon as the shard's download has them (shard_cache.py); the last
+        # epoch's mapping of the cached shard when it is still there (storage/pages.py
+        # MappingCache), but only when the cache holds the whole dataset: a kept mapping of an
+        # evicted shard would hold its disk space beyond the cache's limit
+        end = group_end(self.store.footer(group.shard), group.group)
+        if self.shards.max_bytes < sum(s.get("bytes") or 0 for s in self.store.manifest["shards"]):
+            mapped = self.shards.mapped(group.shard, end)
+        else:
+            mapped = self.store.mappings.get((group.shard, group.group), end,
+                                             lambda: self.shards.mapped(group.shard, end),
+                                             lambda: self.shards.held(group.shard))
+        return self.store.read_group_rows(group.shard, group.group, self.columns, mapped=mapped)
+
     def _list_groups(self) -> list[RowGroup]:
         groups, start = [], 0
         for shard, entry in enumerate(self.store.manifest["shards"]):
@@ -119,7 +139,12 @@ class RowGroupSource:
 
     def read(self, group: RowGroup, lo: int = 0, hi: int | None = None) -> list[dict[str, Any]]:
         """Samples `lo .. hi-1` of a row group (positions inside the group) as tensor dicts."""
-        cached = self.cache.load(group.shard, group.group) if self.cache else None
+        if self.cache is None:
+            rows = self._read_rows(group)
+            hi = group.rows if hi is None else hi
+            memo: dict[int, Any] = {}
+            return [sample_tensors(row, memo) for row in rows[lo:hi]]
+        cached = self.cache.load(group.shard, group.group)
         if cached is None:
             table, mapping = self._read_group(group), None
             if self.cache:

@@ -84,8 +84,9 @@ class GeometryStream(IterableDataset):
 
     Call `set_epoch(e)` before each epoch for a new order (as with DistributedSampler);
     it reaches persistent workers too; calling it again with the epoch in progress (e.g. after
-    `load_state_dict`) keeps that epoch's progress. Each sample's tensors are its own (decoded
-    afresh every epoch), so a transform may change them in place.
+    `load_state_dict`) keeps that epoch's progress. Each sample's tensors are its own (read
+    afresh every epoch: a shard mapping reused from an earlier epoch has every page a consumer
+    wrote to put back first, storage/pages.py MappingCache), so a transform may change them in place.
     """
 
     def __init__(self, uri: str, version: int | None = None, columns: Sequence[str] | None = None,

@@ -3,7 +3,9 @@
 `storage` decodes each stored array as a numpy view into the Arrow buffer that pyarrow filled
 while reading the row group (np.frombuffer + reshape, no copy). Here each view becomes a tensor
 with `torch.from_numpy`, which shares that memory: zero copies from Parquet page to tensor
-beyond the one pyarrow makes while decoding. A view that is misaligned for its dtype or
+beyond the one pyarrow makes while decoding. Uncompressed array columns are not decoded at all:
+storage hands out views of a private memory map of the shard (storage/pages.py), so their
+tensors are the page cache's pages until written to. A view that is misaligned for its dtype or
 read-only is copied once, so a tensor never aliases memory it may not write.
 
 Each tensor gets its own storage covering only its bytes, so a DataLoader worker that sends a
