@@ -59,8 +59,13 @@ def dask_client(address: str | None = None, n_workers: int | None = None,
                 # worker that dies then takes only the task it was running down with it.
                 "distributed.scheduler.worker-saturation": 1.0,
                 # Dask's sampling profiler takes each worker's GIL every 10 ms to read its
-                # stack (for the dashboard); a run's own timings are in its manifest.
-                "distributed.worker.profile.enabled": False}
+                # stack (for the dashboard).
+                "distributed.worker.profile.enabled": False,
+                # Each process's event loop wakes every 20 ms to measure its own lag, and polls
+                # CPU, memory and disk counters every 0.5 s, taking the GIL from a worker's task
+                # each time; a run's figures are in its manifest, not on a dashboard.
+                "distributed.admin.tick.interval": "500ms",
+                "distributed.admin.system-monitor.interval": "2s"}
     with dask.config.set(settings), \
             LocalCluster(n_workers=n_workers or default_workers(), threads_per_worker=1, processes=True,
                          memory_limit=memory_per_worker or "auto", dashboard_address=":0",
@@ -70,6 +75,15 @@ def dask_client(address: str | None = None, n_workers: int | None = None,
         except BaseException:
             kill_workers(cluster)
             raise
+
+
+def preload_workers(client: Client, domain: str) -> list:
+    """Have every worker import what reading `domain` needs, now, without waiting: queued first
+    on each worker, it runs while this process is still planning. Keep the futures returned
+    until the run is done (a released future's task may be cancelled)."""
+    from gdl_data.readers import preload
+    return [client.submit(preload, domain, workers=[address], allow_other_workers=False, pure=False,
+                          key=f"preload-{address}") for address in client.scheduler_info()["workers"]]
 
 
 def kill_workers(cluster: LocalCluster) -> None:

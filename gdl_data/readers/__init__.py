@@ -147,6 +147,19 @@ def _record_bytes(fh, spans) -> Iterator[tuple[int, int, int, bytes]]:
 RECORD_BLOCK = 8 << 20
 
 
+# The libraries a domain's readers import on first use (lazily: validating a spec must not pay
+# for RDKit), named so that a worker can import them ahead of its first sample (`preload`).
+LIBRARIES = {"molecule": ("rdkit.Chem",), "mesh": ("trimesh",), "sphere": ("healpy",), "graph": ()}
+
+
+def preload(domain: str) -> None:
+    """Import what reading `domain` needs (RDKit for molecules: ≈ 0.15 s of a worker's first
+    shard otherwise)."""
+    import importlib
+    for name in LIBRARIES.get(domain, ()):
+        importlib.import_module(name)
+
+
 def register_sidecar(domain: str, predicate: Callable[[str], bool]) -> None:
     """Files for which `predicate(path)` is true are read with their main file, not on their own."""
     _SIDECARS.setdefault(domain, []).append(predicate)
