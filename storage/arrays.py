@@ -77,16 +77,9 @@ def arrow_fields(info: ColumnInfo, stored: np.dtype | None = None) -> list[pa.Fi
             pa.field(info.name + SHAPE_SUFFIX, pa.list_(pa.int64(), info.ndim))]
 
 
-def narrow_dtype(values: Iterable[Any], dtype: np.dtype) -> np.dtype:
-    """The first of NARROW_INTS that holds every value of an int64 column; else `dtype`."""
-    if dtype != np.dtype("<i8"):
-        return dtype
-    present = [np.ravel(v) for v in values if v is not None and np.size(v)]
-    flat = np.concatenate(present) if present else np.zeros(0, np.int64)
-    return _narrowest(flat, dtype)
-
-
-def _narrowest(flat: np.ndarray, dtype: np.dtype) -> np.dtype:
+def narrow_dtype(flat: np.ndarray, dtype: np.dtype) -> np.dtype:
+    """The first of NARROW_INTS that holds every value of `flat` (an int64 column's values, all
+    samples joined); else `dtype`."""
     lo, hi = (int(flat.min()), int(flat.max())) if flat.size else (0, 0)
     for narrow in NARROW_INTS:
         info = np.iinfo(narrow)
@@ -136,7 +129,7 @@ def tensor_column(name: str, values: list[Any], info: ColumnInfo, narrow: bool) 
         if a.ndim != info.ndim:
             raise ValueError(f"column '{name}': expected {info.ndim}-d, got shape {a.shape}")
     flat = np.concatenate([a.ravel() for a in present]) if present else np.zeros(0, dtype)
-    stored = _narrowest(flat, dtype) if narrow and dtype == np.dtype("<i8") else dtype
+    stored = narrow_dtype(flat, dtype) if narrow and dtype == np.dtype("<i8") else dtype
     fs = arrow_fields(info, stored)
     valid = np.array([v is not None for v in values], dtype=bool)
     shapes = np.zeros((len(values), info.ndim), dtype=np.int64)
@@ -253,8 +246,13 @@ def _validity(array: pa.Array) -> np.ndarray:
     """Boolean validity of each slot, from the bitmap (no pyarrow.compute)."""
     if array.null_count == 0:
         return np.ones(len(array), dtype=bool)
-    bits = np.unpackbits(np.frombuffer(array.buffers()[0], dtype=np.uint8), bitorder="little")
-    return bits[array.offset:array.offset + len(array)].astype(bool)
+    return _bits(array.buffers()[0], array.offset, len(array))
+
+
+def _bits(buffer: pa.Buffer, offset: int, length: int) -> np.ndarray:
+    """`length` booleans of an Arrow bitmap (least significant bit first) from bit `offset`."""
+    bits = np.unpackbits(np.frombuffer(buffer, dtype=np.uint8), bitorder="little")
+    return bits[offset:offset + length].astype(bool)
 
 
 def infer_infos(rows: Iterable[Mapping[str, Any]]) -> dict[str, ColumnInfo]:
@@ -320,6 +318,5 @@ def to_numpy(column: pa.Array | pa.ChunkedArray) -> np.ndarray:
         dtype = np.dtype({"halffloat": "float16", "float": "float32", "double": "float64"}.get(name, name))
         return np.frombuffer(array.buffers()[1], dtype=dtype, count=stop)[start:]
     if array.null_count == 0 and pa.types.is_boolean(array.type):
-        bits = np.unpackbits(np.frombuffer(array.buffers()[1], dtype=np.uint8), bitorder="little")
-        return bits[start:stop].astype(bool)
+        return _bits(array.buffers()[1], start, len(array))
     return np.array(array.to_pylist(), dtype=object)

@@ -238,7 +238,7 @@ def test_a_molecule_run_imports_no_pandas_or_scipy_and_a_small_rerun_no_dask(tmp
     assert imported() == "[]"
 
 
-def test_the_first_run_of_one_large_file_computes_on_the_cluster_started_before_planning(tmp_path):
+def test_the_first_run_of_one_large_file_computes_every_record_on_dask_workers(tmp_path):
     path = tmp_path / "raw" / "mols.sdf"
     path.parent.mkdir()
     write_conformer_sdf(str(path), 1100, seed=6)

@@ -22,7 +22,6 @@ returned (with a warning). Laplacians: gdl_data/ops/laplacian.py; solver: eigens
 """
 from __future__ import annotations
 
-import warnings
 from dataclasses import dataclass
 from typing import Sequence
 
@@ -30,7 +29,8 @@ import numpy as np
 
 from gdl_data.errors import OpError, SpecError
 from gdl_data.lazy import lazy_module
-from gdl_data.ops.eigensolver import SOLVERS, auto_solver, dense_smallest_eigenpairs, smallest_eigenpairs
+from gdl_data.ops.eigensolver import (SOLVERS, auto_solver, dense_smallest_eigenpairs, smallest_eigenpairs,
+                                      warn_all_pairs)
 from gdl_data.ops.healpix import (harmonic_block, harmonic_polynomials, healpix_laplacian,
                                   pixel_centres, real_spherical_harmonics)
 from gdl_data.ops.laplacian import (LAPLACIANS, NORMALIZATIONS, cotan_laplacian, dense_laplacian_unchecked,
@@ -173,8 +173,7 @@ def sphere_eigenbasis(nside: int, k: int = 64, basis: str = "laplacian",
     n = 12 * nside * nside
     if basis == "spherical_harmonics":
         if k >= n:
-            warnings.warn(f"k={k} eigenpairs asked of a problem of size {n}: returning all {n}",
-                          stacklevel=2)
+            warn_all_pairs(k, n)
         values, degrees = real_spherical_harmonics(pixel_centres(nside), min(k, n))
         return {"mass": np.full(n, 4.0 * np.pi / n), "evals": (degrees * (degrees + 1.0)),
                 "evecs": values}

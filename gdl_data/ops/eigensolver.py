@@ -105,8 +105,7 @@ def smallest_eigenpairs(L, mass, k: int, *, solver: str = "block_lanczos", tol: 
     if not np.all(np.isfinite(mass) & (mass > 0)):
         raise ValueError("the mass matrix must be positive and finite at every vertex")
     if k >= n:
-        warnings.warn(f"k={k} eigenpairs asked of a problem of size {n}: returning all {n}",
-                      stacklevel=2)
+        warn_all_pairs(k, n)
         k = n
     inv_sqrt_mass = 1.0 / np.sqrt(mass)
     if isinstance(L, np.ndarray):      # small problems built dense (laplacian.dense_graph_laplacian)
@@ -165,6 +164,11 @@ def _lobpcg(L, inv_sqrt_mass, k: int, tol: float, rng, start,
     return np.maximum(evals[order], 0.0), y
 
 
+def warn_all_pairs(k: int, n: int) -> None:
+    """The warning for k ≥ n: all n pairs are returned (pointing at the op's caller)."""
+    warnings.warn(f"k={k} eigenpairs asked of a problem of size {n}: returning all {n}", stacklevel=3)
+
+
 def dense_smallest_eigenpairs(laplacians: Sequence[np.ndarray], k: int) -> list[tuple[np.ndarray, np.ndarray]]:
     """`smallest_eigenpairs(L, ones, k)` of many small dense L, byte for byte the same, faster:
     the matrices of one size go to LAPACK in one stacked call (numpy runs the same routine on
@@ -180,8 +184,7 @@ def dense_smallest_eigenpairs(laplacians: Sequence[np.ndarray], k: int) -> list[
         by_size.setdefault(L.shape[0], []).append(i)
     for n, members in by_size.items():
         if k >= n:
-            warnings.warn(f"k={k} eigenpairs asked of a problem of size {n}: returning all {n}",
-                          stacklevel=2)
+            warn_all_pairs(k, n)
         m = min(k, n)
         C = np.stack([laplacians[i] for i in members])
         evals, y = np.linalg.eigh((C + C.transpose(0, 2, 1)) * 0.5)
