@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import contextlib
+import gc
 import logging
 import os
 import signal
@@ -29,6 +30,9 @@ def _import_work_modules() -> None:
     import gdl_data.readers  # noqa: F401
     import pipelines.compute  # noqa: F401
     gdl_data.readers.supported_extensions("mesh")   # loads every domain's reader module
+    # What is loaded now lives as long as the process: out of the cycle collector's scans, in
+    # this process and in every worker forked from it (Python's advice for pre-fork servers).
+    gc.freeze()
 
 
 @contextlib.contextmanager

@@ -6,6 +6,7 @@ table of the same molecule.
 """
 from __future__ import annotations
 
+import io
 import os
 
 import numpy as np
@@ -66,6 +67,41 @@ def test_editing_one_record_changes_only_its_id(tmp_path):
     (tmp_path / "edited.sdf").write_bytes(b"$$$$\n".join(records))
     edited = [m.sample_id for m in read_samples(tmp_path / "edited.sdf", "molecule")]
     assert [i for i, (a, b) in enumerate(zip(ids, edited)) if a != b] == [3]
+
+
+# Data items in the forms RDKit's supplier accepts, and odd ones: values are RDKit's reading of
+# the same record (its supplier, which the reader bypasses for plain data items).
+DATA_ITEMS = [
+    b">  <a>\n 1 \n \n> <b>\n2\n\n",        # a blank-looking line is a value line, not an end
+    b"> <a>\n1\n2\n\n> <b>\n3\n\n",         # a two-line value is text, not a number
+    b"> <a>\n\n> <b>\n-0.5e3\n\n",            # an empty value
+    b"> <a>\n1\n\n\n\n> <b>\n  7  \n\n",       # blank lines between items; spaces around a number
+    b"> <a><b>\n1\n\n> 25 <id> (3)\n007\n\n",   # a name runs from the first < to the last >
+    b"> <dup>\n1\n\n> <dup>\n2\n\n",          # the last of two items of one name wins
+    b"> <big>\n2147483648\n\n> <nan>\nNaN\n\n> <over>\n1e400\n\n> <inf>\nInfinity\n\n",
+    b">  <a>\r\n1\r\n\r\n",                   # carriage returns: left to the supplier
+    b"junk\n> <a>\n1\n\n",                     # text outside an item: left to the supplier
+    b"> <a\n1\n\n",                             # a header without its closing >
+    b"> <a>\n4.25\n",                            # the last value not followed by an empty line
+]
+
+
+@pytest.mark.parametrize("items", DATA_ITEMS)
+def test_sdf_data_items_read_as_rdkit_reads_them(items):
+    from rdkit import rdBase
+
+    from gdl_data.readers.molecule import parse_sdf_record
+    from gdl_data.readers.atoms import numeric_props
+    molfile = open(CDK2, "rb").read().split(b"M  END\n")[0] + b"M  END\n"
+    with rdBase.BlockLogs():
+        reference = next(Chem.ForwardSDMolSupplier(io.BytesIO(molfile + items + b"\n$$$$\n"),
+                                                   removeHs=False))
+    molecule = parse_sdf_record(molfile + items, "test.sdf#0")
+    expected = numeric_props(reference)
+    assert molecule.props.keys() == expected.keys()
+    for name, value in expected.items():
+        assert molecule.props[name] == value or (np.isnan(value) and np.isnan(molecule.props[name]))
+    np.testing.assert_array_equal(molecule.pos, reference.GetConformer().GetPositions())
 
 
 def test_2d_sdf_is_rejected_record_by_record():

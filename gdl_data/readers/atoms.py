@@ -5,6 +5,7 @@ Shared by the SDF/MOL, PDB and XYZ readers so that all three apply the same rule
 from __future__ import annotations
 
 import functools
+import itertools
 
 import numpy as np
 
@@ -32,6 +33,17 @@ def atomic_number(symbol: str, *, case_sensitive: bool = True) -> int | None:
     if symbol.isdigit() and 1 <= int(symbol) <= 118:
         return int(symbol)
     return None
+
+
+@functools.cache
+def any_case_numbers() -> dict[str, int]:
+    """Every text `atomic_number(text, case_sensitive=False)` accepts, mapped to its number:
+    each symbol in every casing ("Cl", "CL", "cl", "cL") and the numbers "1".."118"."""
+    out = {str(z): z for z in range(1, 119)}
+    for symbol, z in elements().items():
+        for casing in itertools.product(*((c.lower(), c.upper()) for c in symbol)):
+            out.setdefault("".join(casing), z)
+    return out
 
 
 def unknown_element(source: str, atom: int, symbol: str) -> ReadError:
