@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import functools
 import json
 import os
 import time
@@ -27,7 +28,7 @@ from pipelines.labels import LabelRule, build_label_rule
 from pipelines.progress import ProgressReporter
 from pipelines.sources import list_source_files
 from pipelines.spec import PipelineSpec
-from storage import DatasetLock, commit_version, prune_versions, read_shard_entry
+from storage import DatasetLock, commit_version, prune_versions
 from storage.fs import join, resolve, write_bytes_atomic
 from storage.ownership import claim_output
 
@@ -58,6 +59,7 @@ def prepare(spec: PipelineSpec, retry_errors: bool = False) -> Job:
     return Job(spec, plan, labels)
 
 
+@functools.cache
 def software_versions() -> dict[str, str]:
     names = ["gdl-data", "numpy", "scipy", "pyarrow", "trimesh", "pyvista", "healpy", "rdkit",
              "networkx", "robust-laplacian", "potpourri3d", "dask", "distributed", "torch"]
@@ -116,10 +118,9 @@ def commit(job: Job, results: Sequence[ShardResult], seconds_total: float) -> di
         "ops": [step.describe() for step in spec.ops],
         "recipes": plan.recipes, "layout": spec.layout(),
         "labels": job.labels.describe() if job.labels else None,
-        "software": software_versions(), "run": {**stats, "published": True},
+        "software": dict(software_versions()), "run": {**stats, "published": True},
     }
-    # Reused shards: their full entries (columns, stats, errors) live in their sidecars.
-    kept = [read_shard_entry(spec.output, entry["name"]) for entry in plan.kept]
+    kept = plan.kept    # whole entries: planning read them from the sidecars (previous_items)
     # Row order: shards by their first item, so reused and new shards interleave as listed.
     shards = sorted(kept + [r.entry for r in results],
                     key=lambda e: (e["first_file"] or "", e.get("first_record", -1)))

@@ -104,6 +104,28 @@ def test_sdf_data_items_read_as_rdkit_reads_them(items):
     np.testing.assert_array_equal(molecule.pos, reference.GetConformer().GetPositions())
 
 
+def test_sdf_record_spans_follow_the_record_end_rule():
+    """Random texts of the pieces that matter (`$$$$`, line ends, a lone `$`, text): the spans
+    are those of the rule written as a regular expression (a line that starts with $$$$ ends a
+    record; a last unterminated record with any non-space text is kept)."""
+    import re
+
+    from gdl_data.readers.molecule import sdf_record_spans
+
+    def by_rule(data: bytes) -> list[tuple[int, int]]:
+        spans, start = [], 0
+        for end in re.finditer(rb"^\$\$\$\$[^\n]*(?:\n|\Z)", data, re.MULTILINE):
+            spans.append((start, end.start()))
+            start = end.end()
+        return spans + ([(start, len(data))] if data[start:].strip() else [])
+
+    rng = np.random.default_rng(0)
+    pieces = [b"$$$$", b"\n", b"$", b"x", b" ", b"$$$$\n", b"M  END\n"]
+    for _ in range(3000):
+        data = b"".join(pieces[i] for i in rng.integers(0, len(pieces), rng.integers(0, 12)))
+        assert sdf_record_spans(data) == by_rule(data), data
+
+
 def test_2d_sdf_is_rejected_record_by_record():
     errors = [read_error(NCI_2D, "molecule", "no-3d-coordinates", record=str(i), mentions=("2D",))
               for i in (0, 199)]
