@@ -126,6 +126,15 @@ def test_sdf_record_spans_follow_the_record_end_rule():
         assert sdf_record_spans(data) == by_rule(data), data
 
 
+def test_element_table_is_rdkits():
+    from gdl_data.readers.atoms import any_case_numbers, atomic_number, elements
+    table = Chem.GetPeriodicTable()
+    assert elements() == {table.GetElementSymbol(z): z for z in range(1, 119)}
+    numbers = any_case_numbers()
+    assert numbers["CL"] == numbers["cl"] == numbers["cL"] == numbers["Cl"] == 17 and numbers["118"] == 118
+    assert all(atomic_number(text, case_sensitive=False) == z for text, z in numbers.items())
+
+
 def test_2d_sdf_is_rejected_record_by_record():
     errors = [read_error(NCI_2D, "molecule", "no-3d-coordinates", record=str(i), mentions=("2D",))
               for i in (0, 199)]

@@ -247,3 +247,50 @@ def test_the_first_run_of_one_large_file_computes_every_record_on_dask_workers(t
     manifest = run_pipeline(spec, progress=False)
     assert manifest["sample_count"] == 1100 and manifest["run"]["shards_computed_in"] == {"dask worker": 5}
     assert [r[0] for r in _rows(spec.output)][::275] == [f"{path}#{i}" for i in range(0, 1100, 275)]
+
+
+def _planned_items(spec, path):
+    """The items planning finds for `path` now, against the dataset's current version."""
+    from pipelines.cache import ITEM_COLUMNS, current_items, previous_items, stat_files
+    _, prev = previous_items(spec.output)
+    return current_items(stat_files([str(path)], "molecule"), prev, "molecule").select(list(ITEM_COLUMNS))
+
+
+@pytest.mark.parametrize("change", ["append one", "append three", "last record terminated", "last record extended",
+                                    "edit and append", "xyz frames appended"])
+def test_items_of_a_grown_file_are_those_of_splitting_it_whole(tmp_path, sdf, change, monkeypatch):
+    """Appended records are found without splitting the old bytes again (pipelines/cache.py
+    grown_items); every other change falls back to splitting the whole file. Either way the
+    items are exactly those of a first run over the new file."""
+    from pipelines.cache import ITEM_COLUMNS, current_items, stat_files
+    records = _records(sdf)
+    path = sdf
+    if change == "xyz frames appended":
+        from rdkit import Chem
+        path = tmp_path / "raw" / "frames.xyz"
+        frames = [Chem.MolToXYZBlock(m) for m in Chem.SDMolSupplier(str(sdf), removeHs=False)]
+        path.write_text("".join(frames[:40]))
+    elif change.startswith("last record"):       # the old file ends inside its last record
+        last = records[-1].split(b"M  END")[0]
+        sdf.write_bytes(b"".join(r + b"$$$$\n" for r in records[:-1]) + last)
+        records = records[:-1] + [last]
+    spec = _spec(tmp_path, path, "ds")
+    run_pipeline(spec, progress=False)
+    if change == "xyz frames appended":
+        path.write_text("".join(frames[:43]))
+    elif change == "edit and append":
+        _write(sdf, [records[0].replace(b"mol", b"MOL", 1)] + records[1:] + records[:1])
+    else:
+        grown = {"append one": records + records[:1], "append three": records + records[5:8],
+                 "last record terminated": records + records[:1],
+                 "last record extended": records[:-1] + [records[-1] + b"M  END\n"] + records[:1]}[change]
+        _write(sdf, grown)
+    fresh = current_items(stat_files([str(path)], "molecule"), None, "molecule").select(list(ITEM_COLUMNS))
+    import pipelines.cache
+    split_whole = []
+    monkeypatch.setattr(pipelines.cache, "file_items",
+                        lambda *a, real=pipelines.cache.file_items: split_whole.append(a) or real(*a))
+    planned = _planned_items(spec, path)
+    assert planned.to_pylist() == fresh.to_pylist()
+    assert len(split_whole) == (change in ("last record extended", "edit and append"))
+    assert len(planned) > (40 if change == "xyz frames appended" else 60)

@@ -5,7 +5,6 @@ Shared by the SDF/MOL, PDB and XYZ readers so that all three apply the same rule
 from __future__ import annotations
 
 import functools
-import itertools
 
 import numpy as np
 
@@ -14,13 +13,18 @@ from gdl_data.errors import ReadError
 from gdl_data.readers.validate import both_directions, check_positions
 
 
+# The elements H..Og in order of atomic number (tests/test_readers_molecule.py checks this
+# against RDKit's periodic table, which takes 3 ms to ask symbol by symbol).
+SYMBOLS = ("H He Li Be B C N O F Ne Na Mg Al Si P S Cl Ar K Ca Sc Ti V Cr Mn Fe Co Ni Cu Zn Ga Ge "
+           "As Se Br Kr Rb Sr Y Zr Nb Mo Tc Ru Rh Pd Ag Cd In Sn Sb Te I Xe Cs Ba La Ce Pr Nd Pm Sm "
+           "Eu Gd Tb Dy Ho Er Tm Yb Lu Hf Ta W Re Os Ir Pt Au Hg Tl Pb Bi Po At Rn Fr Ra Ac Th Pa U "
+           "Np Pu Am Cm Bk Cf Es Fm Md No Lr Rf Db Sg Bh Hs Mt Ds Rg Cn Nh Fl Mc Lv Ts Og").split()
+
+
 @functools.cache
 def elements() -> dict[str, int]:
-    """Element symbol -> atomic number, from RDKit's periodic table (H..Og, no dummy atom)."""
-    from rdkit import Chem
-
-    table = Chem.GetPeriodicTable()
-    return {table.GetElementSymbol(z): z for z in range(1, 119)}
+    """Element symbol -> atomic number, H..Og (no dummy atom)."""
+    return {symbol: z for z, symbol in enumerate(SYMBOLS, start=1)}
 
 
 def atomic_number(symbol: str, *, case_sensitive: bool = True) -> int | None:
@@ -41,8 +45,8 @@ def any_case_numbers() -> dict[str, int]:
     each symbol in every casing ("Cl", "CL", "cl", "cL") and the numbers "1".."118"."""
     out = {str(z): z for z in range(1, 119)}
     for symbol, z in elements().items():
-        for casing in itertools.product(*((c.lower(), c.upper()) for c in symbol)):
-            out.setdefault("".join(casing), z)
+        for casing in (symbol, symbol.upper(), symbol.lower(), symbol[:1].lower() + symbol[1:].upper()):
+            out.setdefault(casing, z)
     return out
 
 
