@@ -22,7 +22,7 @@ from prefect.deployments import run_deployment
 
 from pipelines.cluster import dask_client
 from pipelines.compute import ShardResult
-from pipelines.execute import Job, commit, prepare
+from pipelines.execute import Job, commit, log_notes, prepare
 from pipelines.on_dask import run_job
 from pipelines.progress import ProgressReporter
 from pipelines.spec import load_spec
@@ -86,6 +86,7 @@ def preprocess_flow(spec_path: str, source: str | None = None, output: str | Non
         results = compute_task(job, spec.dask_address, reporter) if job.plan.todo else []
         reporter.close()
         manifest = commit_task(job, results, time.perf_counter() - start)
+        log_notes(manifest, logger.info)
     summary = RunSummary.from_manifest(spec.output, manifest)
     create_markdown_artifact(summary.markdown(), key=_artifact_key(spec.name),
                              description=f"gdl preprocess {spec.name}")

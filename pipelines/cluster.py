@@ -70,6 +70,9 @@ def dask_client(address: str | None = None, n_workers: int | None = None,
                 # each time; a run's figures are in its manifest, not on a dashboard.
                 "distributed.admin.tick.interval": "500ms",
                 "distributed.admin.system-monitor.interval": "2s"}
+    # Importing distributed set its loggers to INFO (over the CLI's quieting), and forked
+    # workers inherit that: each printed its start banner, plugins and shutdown, 50 lines a run.
+    logging.getLogger("distributed").setLevel(logging.WARNING)
     with dask.config.set(settings), \
             LocalCluster(n_workers=n_workers or default_workers(), threads_per_worker=1, processes=True,
                          memory_limit=memory_per_worker or "auto", dashboard_address=":0",

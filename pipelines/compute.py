@@ -13,6 +13,7 @@ import functools
 import gc
 import time
 import traceback
+import warnings
 from dataclasses import dataclass, field
 from typing import Any, Iterator, Mapping, Sequence
 
@@ -57,6 +58,7 @@ class ShardResult:
     counts: dict[str, int] = field(default_factory=dict)
     resumed: bool = False
     place: str = "dask worker"       # where it was computed: or "forked process" (small runs)
+    notes: dict[str, int] = field(default_factory=dict)   # warnings the ops gave, with counts
 
     @property
     def items(self) -> int:
@@ -354,6 +356,19 @@ def one_blas_thread() -> None:
 
 
 @contextlib.contextmanager
+def notes_counted(into: dict[str, int]) -> Iterator[None]:
+    """Warnings raised inside (an op's "k=8 eigenpairs asked of a problem of size 5") counted
+    by message into `into`, not printed: a worker would print each one with its source line,
+    and the run reports them once (pipelines/execute.py)."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        yield
+    for warning in caught:
+        message = str(warning.message)
+        into[message] = into.get(message, 0) + 1
+
+
+@contextlib.contextmanager
 def collector_paused() -> Iterator[None]:
     """Python's cycle collector off while a shard computes. A shard of small samples allocates
     hundreds of thousands of containers (a record dict, arrays, RDKit wrappers per molecule),
@@ -385,7 +400,8 @@ def compute_shard(uri: str, shard: ShardPlan, domain: str, steps: Sequence[OpSte
     budget = budget if budget is not None else worker_budget()
     # Items copied whole are not read; the others are read in runs (one open per file).
     to_read = [it for it, re in zip(shard.items, shard.reuse) if not (re and re.whole)]
-    with collector_paused():
+    notes: dict[str, int] = {}
+    with collector_paused(), notes_counted(notes):
         start = time.perf_counter()
         read = dict(zip(to_read, read_items(to_read, domain)))
         seconds = time.perf_counter() - start
@@ -393,6 +409,7 @@ def compute_shard(uri: str, shard: ShardPlan, domain: str, steps: Sequence[OpSte
                                 [read.get(item, []) for item in shard.items], share=shard.share, uri=uri)
         out = write_items(uri, shard.name, results, layout)
     out.seconds["read"] = seconds
+    out.notes = notes
     return out
 
 

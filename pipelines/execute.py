@@ -100,6 +100,7 @@ def run_stats(job: Job, results: Sequence[ShardResult], seconds_total: float) ->
             "op_samples_computed": _sum(results, "computed"), "op_samples_reused": _sum(results, "reused"),
             **{k: int(v) for k, v in _sum(results, "counts").items()},   # samples_read, geometry_*
             "seconds_by_stage": {k: round(v, 4) for k, v in _sum(results, "seconds").items()},
+            "notes": {k: int(v) for k, v in sorted(_sum(results, "notes").items())},
             "wall_seconds": round(seconds_total, 3)}
 
 
@@ -160,7 +161,17 @@ def run_pipeline(spec: PipelineSpec, client: Client | None = None, retry_errors:
                                     tty=None if progress else False)
         results = compute(job, client, reporter.items_done)
         reporter.close()
-        return commit(job, results, time.perf_counter() - start)
+        manifest = commit(job, results, time.perf_counter() - start)
+        if progress and log:
+            log_notes(manifest, log)
+        return manifest
+
+
+def log_notes(manifest: dict[str, Any], log: Callable[[str], None]) -> None:
+    """One line per distinct warning the ops gave in this run, with how often (a batched op
+    warns once for all the samples of a shard it concerns)."""
+    for message, count in manifest["run"].get("notes", {}).items():
+        log(f"note: {message} ({count} time{'s' if count > 1 else ''})")
 
 
 def _first_run_of_one_large_file(spec: PipelineSpec) -> bool:

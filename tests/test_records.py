@@ -294,3 +294,17 @@ def test_items_of_a_grown_file_are_those_of_splitting_it_whole(tmp_path, sdf, ch
     assert planned.to_pylist() == fresh.to_pylist()
     assert len(split_whole) == (change in ("last record extended", "edit and append"))
     assert len(planned) > (40 if change == "xyz frames appended" else 60)
+
+
+def test_op_warnings_are_counted_in_the_run_and_reported_once(tmp_path, sdf, dask_client, capfd):
+    """An op's warning (k above a molecule's atom count) is no raw UserWarning per sample from
+    the workers: the run's manifest counts each message, and the run logs one note line each."""
+    spec = _spec(tmp_path, sdf, "ds", ops={"eigenbasis": {"k": 40}})
+    lines = []
+    manifest = run_pipeline(spec, dask_client, progress=True, log=lines.append)
+    notes = manifest["run"]["notes"]
+    sizes = {len(m["pos"]) for m in open_dataset(spec.output)}
+    assert set(notes) == {f"k=40 eigenpairs asked of a problem of size {n}: returning all {n}" for n in sizes}
+    assert [line for line in lines if line.startswith("note: ")] == \
+        [f"note: {message} ({count} time{'s' if count > 1 else ''})" for message, count in notes.items()]
+    assert "UserWarning" not in capfd.readouterr().err
