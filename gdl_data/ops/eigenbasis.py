@@ -33,7 +33,7 @@ from gdl_data.ops.eigensolver import (SOLVERS, auto_solver, dense_smallest_eigen
                                       warn_all_pairs)
 from gdl_data.ops.healpix import (harmonic_block, harmonic_polynomials, healpix_laplacian,
                                   pixel_centres, real_spherical_harmonics)
-from gdl_data.ops.laplacian import (LAPLACIANS, NORMALIZATIONS, cotan_laplacian, dense_laplacian_unchecked,
+from gdl_data.ops.laplacian import (LAPLACIANS, NORMALIZATIONS, cotan_laplacian, dense_laplacians_unchecked,
                                     graph_laplacian, mesh_laplacian)
 from gdl_data.ops.registry import register_op
 from gdl_data.params import Choice, Integer, Number, check_params, check_value, param
@@ -152,7 +152,13 @@ def graph_eigenbases(graphs: Sequence[tuple[int, np.ndarray, np.ndarray | None]]
     check_value("normalization", normalization, Choice(NORMALIZATIONS))
     dense_below = solver_options.get("dense_below", 1000)
     small = [i for i, graph in enumerate(graphs) if graph[0] <= dense_below]
-    pairs = dense_smallest_eigenpairs([dense_laplacian_unchecked(*graphs[i], normalization) for i in small], k)
+    by_size: dict[int, list[int]] = {}
+    for i in small:
+        by_size.setdefault(graphs[i][0], []).append(i)
+    small = [i for members in by_size.values() for i in members]
+    laplacians = [L for n, members in by_size.items() for L in dense_laplacians_unchecked(
+        n, [graphs[i][1] for i in members], [graphs[i][2] for i in members], normalization)]
+    pairs = dense_smallest_eigenpairs(laplacians, k)
     out: list[dict] = [None] * len(graphs)
     for i, (evals, evecs) in zip(small, pairs):
         out[i] = {"mass": np.ones(graphs[i][0]), "evals": evals, "evecs": evecs}

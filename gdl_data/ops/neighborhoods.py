@@ -26,7 +26,7 @@ from gdl_data.ops.geodesics import mesh_distance_from
 from gdl_data.ops.neighbor_graphs import (canonical_edges, edges_by_source, geodesic_balls,
                                           geodesic_edge_lengths, graph_hops, healpix_edge_index,
                                           knn_edge_index, mesh_edge_index, radius_edge_index,
-                                          sphere_disc_edge_index)
+                                          radius_edge_indices, sphere_disc_edge_index)
 from gdl_data.ops.registry import register_op
 from gdl_data.params import (Choice, Fixed, Flag, Integer, Number, check_params, declared, param,
                              yaml_text)
@@ -220,6 +220,23 @@ def _molecule(sample, p: NeighborhoodsParams) -> dict[str, np.ndarray]:
     else:
         edge_index = knn_edge_index(pos, value)
     return {"edge_index": edge_index, "edge_dist": _lengths(pos, edge_index)}
+
+
+@NEIGHBORHOODS.implement_batch("molecule")
+def _molecules(samples, p: NeighborhoodsParams) -> list[dict[str, np.ndarray]]:
+    """`radius` mode for a shard's molecules together (radius_edge_indices); other modes one by one."""
+    mode, value = p.mode("molecule")
+    if mode != "radius":
+        return [_molecule(sample, p) for sample in samples]
+    positions = [np.asarray(sample["pos"], dtype=np.float64) for sample in samples]
+    edges = radius_edge_indices(positions, value)
+    # Every edge length in one pass over all molecules' atoms (row by row, the same values)
+    first_atom = np.cumsum([0] + [len(pos) for pos in positions[:-1]])
+    lengths = _lengths(np.concatenate(positions), np.concatenate(
+        [edge_index + offset for edge_index, offset in zip(edges, first_atom)], axis=1))
+    bounds = np.cumsum([0] + [edge_index.shape[1] for edge_index in edges])
+    return [{"edge_index": edge_index, "edge_dist": lengths[lo:hi]}
+            for edge_index, lo, hi in zip(edges, bounds[:-1], bounds[1:])]
 
 
 @NEIGHBORHOODS.implement("graph")
