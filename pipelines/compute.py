@@ -87,9 +87,9 @@ def storage_dtypes(columns: Mapping[str, Any]) -> dict[str, Any]:
             continue
         arr = np.asarray(value)
         if arr.dtype.kind == "f":
-            arr = arr.astype(np.float32)
+            arr = arr.astype(np.float32, copy=False)
         elif arr.dtype.kind in "iub":
-            arr = arr.astype(np.int64)
+            arr = arr.astype(np.int64, copy=False)     # most already are: no copy
         out[key] = arr
     return out
 
