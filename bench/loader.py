@@ -14,11 +14,13 @@ warm-up); "steady" is the median of the later epochs over all repetitions. Metho
   (emptied before each process), later epochs memory-map it;
 * map: GeometryDataset with a shuffling sampler (decoded row groups kept in memory);
 * (a) npz, (b) pt: one file per sample; (c) ipc: memory-mapped Arrow IPC, zero copies;
-* litdata, wds: LitData and WebDataset, each converting the same samples with its own writer
-  (conversion time printed apart) and reading them as its documentation shows
-  (bench/loader_peers.py; MosaicML streaming could not be installed here, see there);
-* stream_s3, litdata_s3, wds_s3: the same from a moto S3 server on loopback, each through its
-  own local cache (ours: the shard cache), emptied before each process: the first epoch downloads.
+* litdata, wds, mds: LitData, WebDataset and MosaicML streaming, each converting the same samples
+  with its own writer (conversion time printed apart) and reading them as its documentation
+  shows (bench/loader_peers.py, bench/loader_mosaic.py: streaming runs from a folder of its own,
+  installed once with `python -m bench.loader_mosaic`);
+* stream_s3, litdata_s3, wds_s3, mds_s3: the same from a moto S3 server on loopback, each through
+  its own local cache (ours: the shard cache), emptied before each process: the first epoch
+  downloads.
 
 num_workers=0 yields single samples (batch_size=None); num_workers=2 yields batches of 16 built
 by collate_graphs in the workers (the same collate for every method). The consumer touches one
@@ -44,19 +46,20 @@ import torch
 from torch.utils.data import DataLoader, IterableDataset
 
 from bench.loader_formats import ARRAYS, MappedIpc, NpzFiles, PtFiles, write_formats
-from bench.loader_peers import BUCKET, S3, peer_dataset, write_litdata, write_parquet, write_wds
+from bench.loader_peers import BUCKET, S3, peer_dataset, write_litdata, write_mds, write_parquet, write_wds
 from gdl_data.loader import GeometryDataset, GeometryStream, collate_graphs, prefetch
 
-METHODS = ("stream", "plain", "cached", "map", "npz", "pt", "ipc", "litdata", "wds", "stream_s3", "litdata_s3",
-           "wds_s3")
+METHODS = ("stream", "plain", "cached", "map", "npz", "pt", "ipc", "litdata", "wds", "mds", "stream_s3",
+           "litdata_s3", "wds_s3", "mds_s3")
 LABELS = {"stream": "GeometryStream (Parquet)", "plain": "GeometryStream (uncompressed)",
           "cached": "GeometryStream + decoded cache",
           "map": "GeometryDataset (Parquet)",
           "npz": "(a) .npz per sample", "pt": "(b) .pt per sample", "ipc": "(c) Arrow IPC mmap",
-          "litdata": "LitData StreamingDataset", "wds": "WebDataset", "stream_s3": "S3: GeometryStream",
-          "litdata_s3": "S3: LitData", "wds_s3": "S3: WebDataset"}
+          "litdata": "LitData StreamingDataset", "wds": "WebDataset", "mds": "MosaicML streaming",
+          "stream_s3": "S3: GeometryStream", "litdata_s3": "S3: LitData", "wds_s3": "S3: WebDataset",
+          "mds_s3": "S3: MosaicML streaming"}
 OURS = {"local": "stream", "s3": "stream_s3"}
-PEER_METHODS = {"local": ("litdata", "wds"), "s3": ("litdata_s3", "wds_s3")}
+PEER_METHODS = {"local": ("litdata", "wds", "mds"), "s3": ("litdata_s3", "wds_s3", "mds_s3")}
 BATCH = 16
 
 
@@ -64,6 +67,10 @@ def make_dataset(method: str, root: Path):
     columns = list(ARRAYS)
     if method == "plain":
         return GeometryStream(str(root / "parquet_plain"), columns=columns, shuffle=True, seed=0)
+    if method in ("mds", "mds_s3"):
+        from bench.loader_mosaic import mds_dataset
+        remote = f"s3://{BUCKET}/mds" if method == "mds_s3" else None
+        return mds_dataset(root, remote, root / f"cache-{method}", BATCH)
     if method in ("litdata", "wds", "litdata_s3", "wds_s3"):
         s3 = os.environ["AWS_ENDPOINT_URL"] if method.endswith("_s3") else None
         return peer_dataset(method, root, s3, root / f"cache-{method}")
@@ -172,7 +179,7 @@ def convert_peers(root: Path, args: argparse.Namespace, methods: list[str]) -> d
     done = json.loads(marker.read_text()) if marker.exists() else {}
     if done.get("params") != params:
         done = {"params": params}
-    for name, write in (("litdata", write_litdata), ("wds", write_wds)):
+    for name, write in (("litdata", write_litdata), ("wds", write_wds), ("mds", write_mds)):
         if any(m.startswith(name) for m in methods) and name not in done:
             done[name] = write(root, args.samples, args.vertices, args.k)
     if "parquet" not in done:   # ours, timed alone: the same samples into a new dataset
@@ -199,7 +206,7 @@ def main(argv=None) -> None:
           f"data ready in {time.perf_counter() - t0:.0f} s under {root}; conversion of the "
           f"{args.samples} samples by each writer: " +
           ", ".join(f"{k} {v:.1f} s" for k, v in conversions.items()), flush=True)
-    remote = {m: {"stream_s3": "parquet", "litdata_s3": "litdata", "wds_s3": "wds"}[m] for m in methods
+    remote = {m: {"stream_s3": "parquet", "litdata_s3": "litdata", "wds_s3": "wds", "mds_s3": "mds"}[m] for m in methods
               if m.endswith("_s3")}
     s3 = S3(root, tuple(remote.values())) if remote else None
     if s3:
