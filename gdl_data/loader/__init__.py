@@ -27,3 +27,4 @@ from gdl_data.loader.padded import collate_padded  # noqa: F401
 from gdl_data.loader.pyg import to_pyg  # noqa: F401
 from gdl_data.loader.sampler import GlobalBatchSampler  # noqa: F401
 from gdl_data.loader.stream_dataset import GeometryStream  # noqa: F401
+from gdl_data.loader.stream_loader import StreamLoader  # noqa: F401
