@@ -21,6 +21,10 @@ warm-up); "steady" is the median of the later epochs over all repetitions. Metho
 * stream_s3, litdata_s3, wds_s3, mds_s3: the same from a moto S3 server on loopback, each through
   its own local cache (ours: the shard cache), emptied before each process: the first epoch
   downloads.
+* stream_threads, stream_s3_threads (with workers only): the same streams through gdl-data's
+  StreamLoader, whose num_workers are reading threads of the training process
+  (gdl_data/loader/stream_loader.py), instead of DataLoader's worker processes; the same
+  batches in the same order. The comparison with the peers is printed for both.
 
 num_workers=0 yields single samples (batch_size=None); num_workers=2 yields batches of 16 built
 by collate_graphs in the workers (the same collate for every method). The consumer touches one
