@@ -15,9 +15,9 @@
 Modules: row_groups (the unit of reading), tensors (Arrow -> tensors without copies),
 decoded_cache (row groups kept as memory-mapped Arrow files between epochs), shard_cache (whole
 shards of a remote dataset on local disk, bounded, prefetched), partition (which worker of
-which rank reads what), map_dataset / stream_dataset (the two torch datasets), stream_loader (a stream's batches from
-reading threads instead of DataLoader's worker processes), stream_state
-(mid-epoch resume of the stream), sampler (resumable, rank-independent global batches),
+which rank reads what), map_dataset / stream_dataset (the two torch datasets), stream_loader
+(a stream's batches from reading threads instead of DataLoader's worker processes),
+stream_state (mid-epoch resume of the stream), sampler (resumable, rank-independent global batches),
 collate / padded (batching variable-size geometry), device (pinning and copies), pyg
 (torch_geometric interop). Measured against per-sample caches in bench/RESULTS.md, "Loader".
 """
