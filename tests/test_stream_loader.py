@@ -42,8 +42,11 @@ def test_the_batches_and_their_order_are_dataloaders_with_as_many_processes(uri,
                                                                              drop_last):
     ref = list(DataLoader(stream(uri), batch_size=batch, num_workers=workers, collate_fn=collate_graphs,
                           drop_last=drop_last))
-    got = list(StreamLoader(stream(uri), batch_size=batch, num_workers=workers, drop_last=drop_last))
+    loader = StreamLoader(stream(uri), batch_size=batch, num_workers=workers, drop_last=drop_last)
+    expected = len(loader)
+    got = list(loader)
     assert_same_batches(got, ref)
+    assert expected == len(got)
     seen = [i for b in got for i in b["sample_index"].tolist()]
     if not drop_last:
         assert sorted(seen) == list(range(COUNT))   # every sample once
@@ -81,6 +84,16 @@ def test_resumed_mid_epoch_it_yields_the_rest_as_a_resumed_dataloader_does(uri):
     assert_same_batches(*resumed)
     rest = [i for b in resumed[0] for i in b["sample_index"].tolist()]
     assert sorted(used + rest) == list(range(COUNT))
+    again = stream(uri)
+    again.load_state_dict(state)
+    assert len(StreamLoader(again, batch_size=4, num_workers=2)) == len(resumed[0])
+    elastic = stream(uri)   # resumed on 3 threads: the rest shared anew, every sample once
+    elastic.load_state_dict(state)
+    loader = StreamLoader(elastic, batch_size=4, num_workers=3)
+    expected = len(loader)
+    batches = list(loader)
+    assert expected == len(batches)
+    assert sorted(used + [i for b in batches for i in b["sample_index"].tolist()]) == list(range(COUNT))
 
 
 def test_ranks_share_the_epoch_each_sample_once(uri):

@@ -66,6 +66,18 @@ class StreamLoader:
         self.drop_last = bool(drop_last)
         self.pin_memory = bool(pin_memory)
 
+    def __len__(self) -> int:
+        """Batches the next iteration yields: each thread batches its own share (partition.py)."""
+        threads = max(1, self.num_workers)
+        self.stream.progress.start(threads)   # as iterating would: a resumed plan re-shared first
+        consumed = self.stream.progress.consumed.numpy()
+        batches = 0
+        for worker in range(threads):
+            rows = sum(int((~consumed[s.group.start + s.lo:s.group.start + s.hi]).sum())
+                       for s in self.stream.slices(worker, threads))
+            batches += rows // self.batch_size if self.drop_last else -(-rows // self.batch_size)
+        return batches
+
     def _batches(self, worker: int, num_workers: int) -> Iterator[Any]:
         """What DataLoader worker `worker` would send: its samples in batches, collated."""
         batch: list[Any] = []
