@@ -221,7 +221,7 @@ def main(argv=None) -> None:
           ", ".join(f"{k} {v:.1f} s" for k, v in conversions.items()), flush=True)
     remote = {m: {"stream_s3": "parquet", "litdata_s3": "litdata", "wds_s3": "wds", "mds_s3": "mds"}[
         m.removesuffix("_threads")] for m in methods if "_s3" in m}
-    s3 = S3(root, tuple(remote.values())) if remote else None
+    s3 = S3(root, tuple(dict.fromkeys(remote.values()))) if remote else None   # each format once
     if s3:
         print(f"moto S3 on {s3.endpoint}: every format uploaded in {s3.upload_seconds:.1f} s", flush=True)
     warm_page_cache(root)

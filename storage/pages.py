@@ -290,7 +290,7 @@ class MappingCache:
     def __init__(self, limit: int = 256):
         self.limit = limit
         self._kept: OrderedDict[Any, np.ndarray] = OrderedDict()
-        self._lock = threading.Lock()   # reading threads of one process share it (StreamLoader)
+        self._lock = threading.Lock()   # reading threads of one process may share it
 
     def get(self, key: Any, need: int, open_mapping: Callable[[], np.ndarray],
             current: Callable[[], bool] = lambda: True) -> np.ndarray:
