@@ -32,7 +32,13 @@ demo: $(VENV)/.installed $(WORK)/prefect-home
 test: $(VENV)/.installed $(WORK)/prefect-home
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
-bench: $(VENV)/.installed $(WORK)/prefect-home
+# MosaicML streaming, a peer in bench.loader, lives in a folder of its own (bench/loader_mosaic.py
+# says why: its only torchvision here is a CUDA build, and it pins numpy<2.2).
+$(WORK)/mosaic-site/.installed: bench/loader_mosaic.py
+	$(BIN)/python -m bench.loader_mosaic
+	touch $@
+
+bench: $(VENV)/.installed $(WORK)/prefect-home $(WORK)/mosaic-site/.installed
 	$(BIN)/python -m bench
 
 clean:

@@ -14,11 +14,17 @@ warm-up); "steady" is the median of the later epochs over all repetitions. Metho
   (emptied before each process), later epochs memory-map it;
 * map: GeometryDataset with a shuffling sampler (decoded row groups kept in memory);
 * (a) npz, (b) pt: one file per sample; (c) ipc: memory-mapped Arrow IPC, zero copies;
-* litdata, wds: LitData and WebDataset, each converting the same samples with its own writer
-  (conversion time printed apart) and reading them as its documentation shows
-  (bench/loader_peers.py; MosaicML streaming could not be installed here, see there);
-* stream_s3, litdata_s3, wds_s3: the same from a moto S3 server on loopback, each through its
-  own local cache (ours: the shard cache), emptied before each process: the first epoch downloads.
+* litdata, wds, mds: LitData, WebDataset and MosaicML streaming, each converting the same samples
+  with its own writer (conversion time printed apart) and reading them as its documentation
+  shows (bench/loader_peers.py, bench/loader_mosaic.py: streaming runs from a folder of its own,
+  installed once with `python -m bench.loader_mosaic`);
+* stream_s3, litdata_s3, wds_s3, mds_s3: the same from a moto S3 server on loopback, each through
+  its own local cache (ours: the shard cache), emptied before each process: the first epoch
+  downloads.
+* stream_threads, stream_s3_threads (with workers only): the same streams through gdl-data's
+  StreamLoader, whose num_workers are reading threads of the training process
+  (gdl_data/loader/stream_loader.py), instead of DataLoader's worker processes; the same
+  batches in the same order. The comparison with the peers is printed for both.
 
 num_workers=0 yields single samples (batch_size=None); num_workers=2 yields batches of 16 built
 by collate_graphs in the workers (the same collate for every method). The consumer touches one
@@ -44,19 +50,21 @@ import torch
 from torch.utils.data import DataLoader, IterableDataset
 
 from bench.loader_formats import ARRAYS, MappedIpc, NpzFiles, PtFiles, write_formats
-from bench.loader_peers import BUCKET, S3, peer_dataset, write_litdata, write_parquet, write_wds
-from gdl_data.loader import GeometryDataset, GeometryStream, collate_graphs, prefetch
+from bench.loader_peers import BUCKET, S3, peer_dataset, write_litdata, write_mds, write_parquet, write_wds
+from gdl_data.loader import GeometryDataset, GeometryStream, StreamLoader, collate_graphs, prefetch
 
-METHODS = ("stream", "plain", "cached", "map", "npz", "pt", "ipc", "litdata", "wds", "stream_s3", "litdata_s3",
-           "wds_s3")
-LABELS = {"stream": "GeometryStream (Parquet)", "plain": "GeometryStream (uncompressed)",
+METHODS = ("stream", "stream_threads", "plain", "cached", "map", "npz", "pt", "ipc", "litdata", "wds", "mds",
+           "stream_s3", "stream_s3_threads", "litdata_s3", "wds_s3", "mds_s3")
+LABELS = {"stream": "GeometryStream (Parquet)", "stream_threads": "StreamLoader threads (Parquet)",
+          "stream_s3_threads": "S3: StreamLoader threads", "plain": "GeometryStream (uncompressed)",
           "cached": "GeometryStream + decoded cache",
           "map": "GeometryDataset (Parquet)",
           "npz": "(a) .npz per sample", "pt": "(b) .pt per sample", "ipc": "(c) Arrow IPC mmap",
-          "litdata": "LitData StreamingDataset", "wds": "WebDataset", "stream_s3": "S3: GeometryStream",
-          "litdata_s3": "S3: LitData", "wds_s3": "S3: WebDataset"}
-OURS = {"local": "stream", "s3": "stream_s3"}
-PEER_METHODS = {"local": ("litdata", "wds"), "s3": ("litdata_s3", "wds_s3")}
+          "litdata": "LitData StreamingDataset", "wds": "WebDataset", "mds": "MosaicML streaming",
+          "stream_s3": "S3: GeometryStream", "litdata_s3": "S3: LitData", "wds_s3": "S3: WebDataset",
+          "mds_s3": "S3: MosaicML streaming"}
+OURS = {"local": "stream", "s3": "stream_s3"}   # + "_threads" with workers: StreamLoader
+PEER_METHODS = {"local": ("litdata", "wds", "mds"), "s3": ("litdata_s3", "wds_s3", "mds_s3")}
 BATCH = 16
 
 
@@ -64,6 +72,10 @@ def make_dataset(method: str, root: Path):
     columns = list(ARRAYS)
     if method == "plain":
         return GeometryStream(str(root / "parquet_plain"), columns=columns, shuffle=True, seed=0)
+    if method in ("mds", "mds_s3"):
+        from bench.loader_mosaic import mds_dataset
+        remote = f"s3://{BUCKET}/mds" if method == "mds_s3" else None
+        return mds_dataset(root, remote, root / f"cache-{method}", BATCH)
     if method in ("litdata", "wds", "litdata_s3", "wds_s3"):
         s3 = os.environ["AWS_ENDPOINT_URL"] if method.endswith("_s3") else None
         return peer_dataset(method, root, s3, root / f"cache-{method}")
@@ -95,14 +107,22 @@ def touch(item) -> tuple[int, int]:
     return (len(item["ptr"]) - 1 if "ptr" in item else 1), payload
 
 
-def run_epochs(method: str, workers: int, root: Path, epochs: int, device: str = "cpu") -> dict:
+def make_loader(method: str, workers: int, root: Path, cuda: bool):
+    """(dataset, loader): torch's DataLoader, or for *_threads gdl-data's StreamLoader."""
+    if method.endswith("_threads"):
+        dataset = make_dataset(method.removesuffix("_threads"), root)
+        return dataset, StreamLoader(dataset, batch_size=BATCH, num_workers=workers, pin_memory=cuda)
     dataset = make_dataset(method, root)
     shuffle = not isinstance(dataset, IterableDataset)   # map-style: a shuffling sampler
-    cuda = device.startswith("cuda")
     batch = BATCH if (workers or cuda) else None
-    loader = DataLoader(dataset, batch_size=batch, shuffle=shuffle, num_workers=workers,
-                        collate_fn=collate_graphs if batch else None, pin_memory=cuda,
-                        persistent_workers=workers > 0)
+    return dataset, DataLoader(dataset, batch_size=batch, shuffle=shuffle, num_workers=workers,
+                               collate_fn=collate_graphs if batch else None, pin_memory=cuda,
+                               persistent_workers=workers > 0)
+
+
+def run_epochs(method: str, workers: int, root: Path, epochs: int, device: str = "cpu") -> dict:
+    cuda = device.startswith("cuda")
+    dataset, loader = make_loader(method, workers, root, cuda)
     seconds, samples, payload = [], 0, 0
     for epoch in range(epochs):
         if hasattr(dataset, "set_epoch"):
@@ -172,7 +192,7 @@ def convert_peers(root: Path, args: argparse.Namespace, methods: list[str]) -> d
     done = json.loads(marker.read_text()) if marker.exists() else {}
     if done.get("params") != params:
         done = {"params": params}
-    for name, write in (("litdata", write_litdata), ("wds", write_wds)):
+    for name, write in (("litdata", write_litdata), ("wds", write_wds), ("mds", write_mds)):
         if any(m.startswith(name) for m in methods) and name not in done:
             done[name] = write(root, args.samples, args.vertices, args.k)
     if "parquet" not in done:   # ours, timed alone: the same samples into a new dataset
@@ -199,9 +219,9 @@ def main(argv=None) -> None:
           f"data ready in {time.perf_counter() - t0:.0f} s under {root}; conversion of the "
           f"{args.samples} samples by each writer: " +
           ", ".join(f"{k} {v:.1f} s" for k, v in conversions.items()), flush=True)
-    remote = {m: {"stream_s3": "parquet", "litdata_s3": "litdata", "wds_s3": "wds"}[m] for m in methods
-              if m.endswith("_s3")}
-    s3 = S3(root, tuple(remote.values())) if remote else None
+    remote = {m: {"stream_s3": "parquet", "litdata_s3": "litdata", "wds_s3": "wds", "mds_s3": "mds"}[
+        m.removesuffix("_threads")] for m in methods if "_s3" in m}
+    s3 = S3(root, tuple(dict.fromkeys(remote.values()))) if remote else None   # each format once
     if s3:
         print(f"moto S3 on {s3.endpoint}: every format uploaded in {s3.upload_seconds:.1f} s", flush=True)
     warm_page_cache(root)
@@ -210,6 +230,8 @@ def main(argv=None) -> None:
         for _ in range(args.reps):   # interleaved, so load from other processes hits all alike
             for workers in [int(w) for w in args.workers.split(",")]:
                 for method in methods:
+                    if method.endswith("_threads") and not workers:
+                        continue   # StreamLoader with 0 threads reads as the DataLoader row does
                     task = {"method": method, "workers": workers, "root": str(root),
                             "epochs": args.epochs, "device": args.device}
                     runs.setdefault((method, workers), []).append(in_child(task))
@@ -234,30 +256,32 @@ def report(runs: dict[tuple[str, int], list[dict]]) -> None:
         first = statistics.median(n / r["seconds"][0] for r in results)
         steady = statistics.median(n / s for r in results for s in r["seconds"][1:])
         rows[method, workers] = (first, steady, steady * nbytes / n / 1e6)
-    print(f"\n{'method':28s} {'workers':>7s} {'first/s':>9s} {'steady/s':>9s} {'MB/s':>7s} "
+    print(f"\n{'method':32s} {'workers':>7s} {'first/s':>9s} {'steady/s':>9s} {'MB/s':>7s} "
           f"{'first÷(b)':>9s} {'steady÷(b)':>10s}")
     for (method, workers), (first, steady, mbs) in rows.items():
         ref_first, ref_steady, _ = rows.get(("pt", workers), (float("nan"),) * 3)   # (b) not run: nan
-        print(f"{LABELS[method]:28s} {workers:7d} {first:9.0f} {steady:9.0f} {mbs:7.0f} "
+        print(f"{LABELS[method]:32s} {workers:7d} {first:9.0f} {steady:9.0f} {mbs:7.0f} "
               f"{first / ref_first:9.2f} {steady / ref_steady:10.2f}")
     compare_peers(rows)
 
 
 def compare_peers(rows: dict[tuple[str, int], tuple[float, float, float]]) -> None:
-    """Ours against the best peer (same place, same workers), and against the Arrow ceiling."""
+    """Ours against the best peer (same place, same workers), and against the Arrow ceiling; with
+    workers, ours through torch's DataLoader (processes) and through StreamLoader (threads)."""
     workers_seen = sorted({w for _, w in rows})
-    print(f"\n{'where':6s} {'workers':>7s} {'first ÷ best peer':>18s} {'steady ÷ best peer':>19s} "
-          f"{'steady ÷ (c) ipc':>17s}")
-    for where, ours in OURS.items():
+    print(f"\n{'where':6s} {'workers':>7s} {'ours through':22s} {'first ÷ best peer':>18s} "
+          f"{'steady ÷ best peer':>19s} {'steady ÷ (c) ipc':>17s}")
+    for where, stream in OURS.items():
         for workers in workers_seen:
             peers = [rows[m, workers] for m in PEER_METHODS[where] if (m, workers) in rows]
-            if (ours, workers) not in rows or not peers:
-                continue
-            first, steady, _ = rows[ours, workers]
-            ceiling = rows.get(("ipc", workers))
-            print(f"{where:6s} {workers:7d} {first / max(p[0] for p in peers):18.2f} "
-                  f"{steady / max(p[1] for p in peers):19.2f} "
-                  f"{steady / ceiling[1] if ceiling else float('nan'):17.2f}")
+            for ours, how in ((stream, "DataLoader"), (stream + "_threads", "StreamLoader threads")):
+                if (ours, workers) not in rows or not peers:
+                    continue
+                first, steady, _ = rows[ours, workers]
+                ceiling = rows.get(("ipc", workers))
+                print(f"{where:6s} {workers:7d} {how:22s} {first / max(p[0] for p in peers):18.2f} "
+                      f"{steady / max(p[1] for p in peers):19.2f} "
+                      f"{steady / ceiling[1] if ceiling else float('nan'):17.2f}")
 
 
 if __name__ == "__main__":

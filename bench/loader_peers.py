@@ -9,10 +9,10 @@
   LitData downloads with boto3 here: its optional obstore downloader refuses a plain-http
   endpoint such as moto's (LitData passes it no `allow_http`), so obstore is not installed
   (the `bench` extra leaves it out; LitData falls back to boto3 by itself).
-* MosaicML `streaming` is not here: `import streaming` imports torchvision at import time
-  (streaming/vision/base.py), and the only torchvision wheels this machine can install are CUDA
-  builds that do not load against torch 2.13.0+cpu (libc10_cuda.so missing). Installing it
-  with its declared dependencies would also downgrade numpy (it pins numpy<2.2).
+* MosaicML `streaming`: `MDSWriter` writes the samples (typed `ndarray:` columns), and
+  `StreamingDataset(local=...)`, or `(remote="s3://...", local=cache)`, reads them, subclassed
+  to return tensors as its documentation shows; it runs from a folder of its own, and why is in
+  bench/loader_mosaic.py.
 
 All of them write about 64 MB per chunk or shard, as gdl-data's row groups are about 64 MiB.
 `S3` starts a moto server on loopback (as tests/test_s3.py does) and uploads every format.
@@ -33,7 +33,7 @@ import torch
 
 from bench.loader_formats import ARRAYS, mesh_arrays
 
-PEERS = ("litdata", "wds")
+PEERS = ("litdata", "wds", "mds")
 BUCKET = "gdl-bench"
 CHUNK_BYTES = 64 << 20
 
@@ -82,6 +82,12 @@ def write_wds(root: Path, samples: int, vertices: int, k: int) -> float:
             arrays = mesh_arrays(i, vertices, k)
             sink.write({"__key__": f"{i:06d}", **{f"{name}.npy": arrays[name] for name in ARRAYS}})
     return time.perf_counter() - start
+
+
+def write_mds(root: Path, samples: int, vertices: int, k: int) -> float:
+    """MosaicML streaming's MDSWriter over the same samples; seconds taken."""
+    from bench.loader_mosaic import write_mds as mosaic_write   # imports streaming: only when asked
+    return mosaic_write(root, samples, vertices, k, CHUNK_BYTES)
 
 
 def _wds_tensors(sample: dict) -> dict[str, torch.Tensor]:

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import os
 import sys
+import threading
 from collections import OrderedDict
 from typing import Any, Callable
 
@@ -289,17 +290,20 @@ class MappingCache:
     def __init__(self, limit: int = 256):
         self.limit = limit
         self._kept: OrderedDict[Any, np.ndarray] = OrderedDict()
+        self._lock = threading.Lock()   # reading threads of one process may share it
 
     def get(self, key: Any, need: int, open_mapping: Callable[[], np.ndarray],
             current: Callable[[], bool] = lambda: True) -> np.ndarray:
         """The kept mapping for `key` if reusable, at least `need` bytes long and `current()` (e.g.
         its file is still in a cache), else open_mapping()."""
-        kept = self._kept.pop(key, None)
+        with self._lock:   # a kept mapping goes to one reader; opening one may wait, so unlocked
+            kept = self._kept.pop(key, None)
         # 2 references: `kept` and getrefcount's argument; any view of it alive adds one
         if kept is None or kept.size < need or sys.getrefcount(kept) > 2 or not current() \
                 or not restore_written(kept):
             kept = open_mapping()
-        self._kept[key] = kept
-        while len(self._kept) > self.limit:
-            self._kept.popitem(last=False)
+        with self._lock:
+            self._kept[key] = kept
+            while len(self._kept) > self.limit:
+                self._kept.popitem(last=False)
         return kept

@@ -154,7 +154,11 @@ class GeometryStream(IterableDataset):
 
     def __iter__(self) -> Iterator[Any]:
         info = get_worker_info()
-        worker, num_workers = (info.id, info.num_workers) if info is not None else (0, 1)
+        return self.worker_samples(*((info.id, info.num_workers) if info is not None else (0, 1)))
+
+    def worker_samples(self, worker: int, num_workers: int) -> Iterator[Any]:
+        """What DataLoader worker `worker` of `num_workers` yields this epoch (also what a
+        StreamLoader thread reads, stream_loader.py)."""
         self.progress.start(num_workers)
         slices = self.slices(worker, num_workers)
         self.source.own_filesystem()   # before the prefetch thread uses it
