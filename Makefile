@@ -34,11 +34,16 @@ test: $(VENV)/.installed $(WORK)/prefect-home
 
 # MosaicML streaming, a peer in bench.loader, lives in a folder of its own (bench/loader_mosaic.py
 # says why: its only torchvision here is a CUDA build, and it pins numpy<2.2).
-$(WORK)/mosaic-site/.installed: bench/loader_mosaic.py
+$(WORK)/mosaic-site/.installed: bench/loader_mosaic.py $(VENV)/.bench-installed
 	$(BIN)/python -m bench.loader_mosaic
 	touch $@
 
-bench: $(VENV)/.installed $(WORK)/prefect-home $(WORK)/mosaic-site/.installed
+# The peers the benchmarks compare against (LitData, WebDataset, moto, ...): pyproject's bench extra.
+$(VENV)/.bench-installed: $(VENV)/.installed pyproject.toml
+	$(BIN)/pip install -q -e ".[test,bench]" "$(TORCH)" --config-settings editable_mode=compat
+	touch $@
+
+bench: $(VENV)/.bench-installed $(WORK)/prefect-home $(WORK)/mosaic-site/.installed
 	$(BIN)/python -m bench
 
 clean:
