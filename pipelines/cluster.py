@@ -10,7 +10,7 @@ import threading
 from typing import Iterator
 
 import dask
-from distributed import Client, KilledWorker, LocalCluster
+from distributed import Client, KilledWorker, LocalCluster, WorkerPlugin
 from distributed.comm.core import CommClosedError
 
 from pipelines.machine import default_workers
@@ -37,7 +37,7 @@ def _import_work_modules() -> None:
 
 @contextlib.contextmanager
 def dask_client(address: str | None = None, n_workers: int | None = None,
-                memory_per_worker: str | None = None) -> Iterator[Client]:
+                memory_per_worker: str | None = None, preload: str | None = None) -> Iterator[Client]:
     """Connect to `address`, or start a temporary LocalCluster of worker *processes*.
 
     Processes, one thread each: the operators hold the GIL in parts (Python glue, SuperLU), so
@@ -47,6 +47,10 @@ def dask_client(address: str | None = None, n_workers: int | None = None,
     once (allowed-failures 0) instead of retrying it on the next worker, and the orchestrator
     turns it into an error row (pipelines/execute.py). The cluster is closed on exit; an
     existing one is left alone (its own allowed-failures applies there).
+
+    `preload`: a domain whose reader libraries (gdl_data.readers.preload) each worker imports as
+    it starts; the client is then handed back at once, the workers booting meanwhile (a caller
+    plans its run in that time; tasks wait for them on the scheduler).
     """
     if address:
         with Client(address) as client:
@@ -73,10 +77,14 @@ def dask_client(address: str | None = None, n_workers: int | None = None,
     # Importing distributed set its loggers to INFO (over the CLI's quieting), and forked
     # workers inherit that: each printed its start banner, plugins and shutdown, 50 lines a run.
     logging.getLogger("distributed").setLevel(logging.WARNING)
+    n_workers = n_workers or default_workers()
     with dask.config.set(settings), \
-            LocalCluster(n_workers=n_workers or default_workers(), threads_per_worker=1, processes=True,
+            LocalCluster(n_workers=0 if preload else n_workers, threads_per_worker=1, processes=True,
                          memory_limit=memory_per_worker or "auto", dashboard_address=":0",
                          silence_logs=logging.ERROR, env=env) as cluster, Client(cluster) as client:
+        if preload:
+            client.register_plugin(_Preload(preload))
+            cluster.scale(n_workers)
         try:
             yield client
         except BaseException:
@@ -84,13 +92,15 @@ def dask_client(address: str | None = None, n_workers: int | None = None,
             raise
 
 
-def preload_workers(client: Client, domain: str) -> list:
-    """Have every worker import what reading `domain` needs, now, without waiting: queued first
-    on each worker, it runs while this process is still planning. Keep the futures returned
-    until the run is done (a released future's task may be cancelled)."""
-    from gdl_data.readers import preload
-    return [client.submit(preload, domain, workers=[address], allow_other_workers=False, pure=False,
-                          key=f"preload-{address}") for address in client.scheduler_info()["workers"]]
+class _Preload(WorkerPlugin):
+    """Each worker imports what reading `domain` needs as it starts, before its first task."""
+
+    def __init__(self, domain: str):
+        self.domain = domain
+
+    def setup(self, worker) -> None:
+        from gdl_data.readers import preload
+        preload(self.domain)
 
 
 def kill_workers(cluster: LocalCluster) -> None:

@@ -152,9 +152,8 @@ def run_pipeline(spec: PipelineSpec, client: Client | None = None, retry_errors:
     start = time.perf_counter()
     with DatasetLock(spec.output, wait=wait), contextlib.ExitStack() as stack:
         if client is None and _first_run_of_one_large_file(spec):
-            from pipelines.cluster import dask_client, preload_workers   # workers boot while this plans
-            client = stack.enter_context(dask_client(None, spec.workers, spec.worker_memory))
-            stack.callback(list.clear, preload_workers(client, spec.domain))    # held until the end
+            from pipelines.cluster import dask_client    # workers boot while this plans
+            client = stack.enter_context(dask_client(None, spec.workers, spec.worker_memory, preload=spec.domain))
         job = prepare(spec, retry_errors)
         reporter = ProgressReporter(job.plan.todo_items, label=spec.name, unit="items",
                                     log=log if progress else (lambda _msg: None),
