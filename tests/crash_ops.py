@@ -27,3 +27,25 @@ def _crash(sample, p: CrashParams):
     if float(sample.get("prop_crash", 0.0)) == p.exit_on_prop:
         os._exit(137)       # no Python cleanup, no exception: the worker process is simply gone
     return {"atom_count": np.int64(len(sample["pos"]))}
+
+
+@dataclass(frozen=True)
+class NanParams:
+    """`nan_at`: the atom count whose molecules get a NaN `score` (the others a finite one)."""
+
+    nan_at: int = 5
+
+
+NAN = register_op("test_nan", NanParams, version="1", outputs=("score", "reach"))
+
+
+@NAN.implement("molecule")
+def _nan(sample, p: NanParams):
+    n = len(sample["pos"])
+    # reach: +inf is allowed (unreachable, as in geodesics); score: NaN is not
+    return {"score": np.array([np.nan if n == p.nan_at else float(n)]), "reach": np.array([np.inf, 1.0])}
+
+
+@NAN.implement_batch("molecule")
+def _nans(samples, p: NanParams):
+    return [_nan(sample, p) for sample in samples]

@@ -84,3 +84,20 @@ def test_batched_radius_neighbourhoods_equal_one_at_a_time_byte_for_byte(tmp_pat
             _same(out, op.run(sample, parsed))
     at_radius = op.run_batch(samples, op.parse_params({"radius": 1.5}, "molecule"))[-3]
     assert at_radius["edge_index"].tolist() == [[0, 1], [1, 0]]
+
+
+def test_a_batched_op_checks_every_sample_as_one_at_a_time(tmp_path):
+    """Batched outputs are checked in one pass when all are finite; a NaN in one sample is that
+    sample's error (and +inf stays allowed), as when the op runs one sample at a time."""
+    from crash_ops import NAN
+    samples = _molecules(tmp_path, 30)
+    sizes = [len(s["pos"]) for s in samples]
+    params = NAN.parse_params({"nan_at": sizes[7]}, "molecule")
+    batched = NAN.run_batch(samples, params)
+    for size, out in zip(sizes, batched):
+        if size == sizes[7]:
+            assert isinstance(out, Exception) and "NaN" in str(out)
+        else:
+            assert out["score"].tolist() == [float(size)] and out["reach"][0] == np.inf
+    clean = NAN.run_batch(samples, NAN.parse_params({"nan_at": 10_000}, "molecule"))
+    assert not any(isinstance(out, Exception) for out in clean)

@@ -164,8 +164,23 @@ class Op:
             except Exception:  # noqa: BLE001 - found again below, and named, one sample at a time
                 outs = None
             if outs is not None:
+                if self._all_finite(outs):      # one pass over every sample's values
+                    return outs
                 return [self._checked_or_error(s, out) for s, out in zip(samples, outs)]
         return [self._run_or_error(s, params) for s in samples]
+
+    @staticmethod
+    def _all_finite(outs: Sequence[Mapping[str, np.ndarray]]) -> bool:
+        """True when every value of every output is finite (_checked would pass each); False
+        when one is not, or the outputs differ in keys or dtypes (then each is checked alone)."""
+        if not outs or any(out.keys() != outs[0].keys() for out in outs):
+            return False
+        for key in outs[0]:
+            values = [np.asarray(out[key]).ravel() for out in outs]
+            if {v.dtype.kind for v in values} - {"i", "u", "b"} and not (
+                    all(v.dtype.kind == "f" for v in values) and np.isfinite(np.concatenate(values)).all()):
+                return False
+        return True
 
     def _run_or_error(self, sample: Mapping[str, Any], params: Any) -> dict[str, np.ndarray] | Exception:
         try:
