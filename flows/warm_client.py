@@ -152,11 +152,16 @@ def forward(argv: list[str]) -> int | None:
                    "path": sys.path, "umask": umask, "fingerprint": os.path.basename(path)[5:-5]}
         try:
             send_message(sock, request, [0, 1, 2])
+        except OSError:              # the server did not take the request: nothing ran
+            return None
+        try:
             reply, _ = recv_message(sock)
-        except OSError:              # no answer before the command started: nothing ran
-            return None
+        except OSError as exc:       # it may have started: running it here too could run it twice
+            print(f"gdl: the warm server at {path} did not answer ({exc or 'timed out'}); exit status 1. "
+                  f"Stop it with `gdl warm stop`, or run without it: GDL_NO_WARM=1", file=sys.stderr)
+            return 1
         if not reply or "pid" not in reply:
-            return None
+            return None              # declined (stopping, other code): run here
         return _wait_for_exit(sock, reply["pid"])
 
 

@@ -231,13 +231,17 @@ class Server:
 
     def start_run(self, conn: socket.socket, request: dict, fds: list[int]) -> None:
         pid = self.fork(conn, request, fds)
-        link.send_message(conn, {"pid": pid})
-        conn.setblocking(False)
         run = Run(pid, conn, time.monotonic(), " ".join(request["argv"][:2]))
         self.runs[pid] = run
         self.sel.register(conn, selectors.EVENT_READ, functools.partial(self.from_client, run))
         self.served += 1
         self.last_active = run.started
+        try:
+            link.send_message(conn, {"pid": pid})
+        except OSError:                      # the client gave up waiting: it runs the command itself
+            self.client_gone(run)
+            return
+        conn.setblocking(False)
 
     def fork(self, conn: socket.socket, request: dict, fds: list[int]) -> int:
         """The child: becomes the command and never returns. Signals stay blocked across the fork
@@ -262,13 +266,15 @@ class Server:
         except OSError:
             data = b""
         if not data:
-            self.drop_client(run)
-            self.signal(run, signal.SIGTERM)
-            run.kill_at = time.monotonic() + STOP_GRACE_SECONDS
-            return
+            return self.client_gone(run)
         for signum in data:
             if signum in link.SIGNALS_RELAYED:   # SIGHUP unwinds like SIGTERM (lock released, work kept)
                 self.signal(run, signal.SIGTERM if signum == signal.SIGHUP else signum)
+
+    def client_gone(self, run: Run) -> None:
+        self.drop_client(run)
+        self.signal(run, signal.SIGTERM)
+        run.kill_at = time.monotonic() + STOP_GRACE_SECONDS
 
     def signal(self, run: Run, signum: int) -> None:
         try:
