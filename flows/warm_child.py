@@ -1,6 +1,7 @@
 """A warm server's child: what a fresh `gdl` process would be, minus the imports.
 
-Runs right after the fork, in the child only (flows/warm_server.py `Server.fork`). It cuts
+Runs right after the fork, in the child only (flows/warm_server.py `Server.fork`), either
+for a command at hand or as the spare that waits for the next one. It cuts
 itself off from the server (its own process group, none of the server's sockets, ended if
 the server dies), takes over the client's stdin/stdout/stderr, working folder, environment,
 umask, arguments and import path, then runs `flows.cli.main` and leaves as `gdl` does
@@ -13,14 +14,38 @@ import os
 import signal
 import sys
 
+from flows import warm_client as link
+
 PR_SET_PDEATHSIG = 1             # linux/prctl.h
 
 
-def become_command(server, conn, request: dict, fds: list[int], mask: set) -> None:
-    """Never returns: the process exits with the command's status."""
+def wait_as_spare(server, sock, mask: set, close: list) -> None:
+    """A spare child: cut off from the server now, then wait for a command (its request and
+    stdio come down `sock`) with signals still blocked, and become it. Never returns."""
+    try:
+        _leave_server(server, close)
+        request, fds = link.recv_message(sock, max_fds=3)
+    except BaseException:  # noqa: BLE001 - nothing to report to: no command yet
+        os._exit(1)
+    if request is None:                              # the server went without using it
+        os._exit(0)
+    sock.close()
+    _run_command(request, fds, mask)
+
+
+def become_command(server, request: dict, fds: list[int], mask: set, close: list) -> None:
+    """A child forked for this command: cut off from the server, become it. Never returns."""
+    try:
+        _leave_server(server, close)
+    except BaseException:  # noqa: BLE001 - the server tells the client its exit status
+        os._exit(1)
+    _run_command(request, fds, mask)
+
+
+def _run_command(request: dict, fds: list[int], mask: set) -> None:
+    """Exits with the command's status."""
     code = 1
     try:
-        _leave_server(server, conn)
         _take_over(request, fds)
         from flows import cli
         cli._stop_on_sigterm()                       # before signals are let through
@@ -46,7 +71,7 @@ def become_command(server, conn, request: dict, fds: list[int], mask: set) -> No
             os._exit(code)
 
 
-def _leave_server(server, conn) -> None:
+def _leave_server(server, close: list) -> None:
     """Own process group (the server can stop the child and its workers together), ended by
     SIGTERM when the server dies, none of the server's sockets or signal handlers: the
     client sees end of stream when the server goes, not when this child does."""
@@ -60,7 +85,8 @@ def _leave_server(server, conn) -> None:
     for signum in (signal.SIGCHLD, signal.SIGHUP, signal.SIGTERM):
         signal.signal(signum, signal.SIG_DFL)
     server.sel.close()
-    for sock in (server.listener, server.wake_r, server.wake_w, conn,
+    spare = server.spare.sock if server.spare is not None else None
+    for sock in (server.listener, server.wake_r, server.wake_w, spare, *close,
                  *(run.conn for run in server.runs.values())):
         if sock is not None:
             sock.close()

@@ -16,6 +16,7 @@ import threading
 import time
 from dataclasses import dataclass
 
+from flows import warm_child
 from flows import warm_client as link
 
 STOP_GRACE_SECONDS = 10        # a child whose client went away: SIGTERM, then SIGKILL after this
@@ -34,6 +35,12 @@ CHILD_SIGNALS = {signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGCHLD}
 
 class ServerError(Exception):
     """The server cannot start; the message says why."""
+
+
+@dataclass
+class Spare:
+    pid: int
+    sock: socket.socket                  # the request and its stdio go down this
 
 
 @dataclass
@@ -100,6 +107,7 @@ class Server:
         self.idle_minutes, self.import_seconds = idle_minutes, import_seconds
         self.root, self.pid = link.code_root(), os.getpid()
         self.runs: dict[int, Run] = {}
+        self.spare: Spare | None = None
         self.served, self.started = 0, time.monotonic()
         self.last_active = self.last_check = self.started
         self.stop_reason: str | None = None
@@ -155,6 +163,10 @@ class Server:
         self.stop_reason = self.stop_reason or reason
         if self.listener is None:
             return
+        if self.spare is not None:
+            os.kill(self.spare.pid, signal.SIGKILL)           # it has done nothing yet
+            self.spare.sock.close()
+            self.spare = None
         self.sel.unregister(self.listener)
         self.listener.close()
         self.listener = None
@@ -166,6 +178,8 @@ class Server:
 
     def housekeep(self) -> None:
         now = time.monotonic()
+        if self.spare is None and not self.runs and self.listener is not None:
+            self.make_spare()                                  # not while a command uses the cores
         if not self.runs and now - self.last_active > self.idle_minutes * 60:
             self.stop(f"idle for {self.idle_minutes:g} min")
         if now - self.last_check > CHECK_SECONDS:
@@ -183,7 +197,8 @@ class Server:
     def status(self) -> dict:
         now = time.monotonic()
         return {"pid": os.getpid(), "root": self.root, "fingerprint": self.fp, "served": self.served,
-                "running": sorted(self.runs), "up_seconds": now - self.started,
+                "running": sorted(self.runs), "spare": self.spare.pid if self.spare else None,
+                "up_seconds": now - self.started,
                 "idle_seconds": 0.0 if self.runs else now - self.last_active,
                 "idle_minutes": self.idle_minutes, "import_seconds": self.import_seconds}
 
@@ -230,7 +245,7 @@ class Server:
         return None
 
     def start_run(self, conn: socket.socket, request: dict, fds: list[int]) -> None:
-        pid = self.fork(conn, request, fds)
+        pid = self.launch(conn, request, fds)
         run = Run(pid, conn, time.monotonic(), " ".join(request["argv"][:2]))
         self.runs[pid] = run
         self.sel.register(conn, selectors.EVENT_READ, functools.partial(self.from_client, run))
@@ -243,16 +258,36 @@ class Server:
             return
         conn.setblocking(False)
 
-    def fork(self, conn: socket.socket, request: dict, fds: list[int]) -> int:
-        """The child: becomes the command and never returns. Signals stay blocked across the fork
-        so that none reaches the child before it has the handlers a `gdl` process has."""
+    def launch(self, conn: socket.socket, request: dict, fds: list[int]) -> int:
+        """The pid of the process now running the command: the spare child forked while the
+        server was idle (a fork of this process takes 10-15 ms), else a new fork."""
+        spare, self.spare = self.spare, None
+        if spare is not None:
+            try:
+                link.send_message(spare.sock, request, fds)
+                return spare.pid
+            except OSError:                  # it died meanwhile: reaped with the others
+                pass
+            finally:
+                spare.sock.close()
+        return self.fork(lambda mask: warm_child.become_command(self, request, fds, mask, close=[conn]))
+
+    def make_spare(self) -> None:
+        """A child that waits for the next command with everything but the command done."""
+        ours, theirs = socket.socketpair()
+        pid = self.fork(lambda mask: warm_child.wait_as_spare(self, theirs, mask, close=[ours]))
+        theirs.close()
+        self.spare = Spare(pid, ours)
+
+    def fork(self, then) -> int:
+        """Fork; the child calls `then(mask)` and never returns. Signals stay blocked across the
+        fork so that none reaches the child before it has the handlers a `gdl` process has."""
         sys.stdout.flush()
         sys.stderr.flush()
         mask = signal.pthread_sigmask(signal.SIG_BLOCK, CHILD_SIGNALS)
         pid = os.fork()
         if pid == 0:
-            from flows.warm_child import become_command
-            become_command(self, conn, request, fds, mask)      # leaves with os._exit
+            then(mask)                                          # leaves with os._exit
         signal.pthread_sigmask(signal.SIG_SETMASK, mask)
         return pid
 
@@ -297,6 +332,10 @@ class Server:
                 return
             if pid == 0:
                 return
+            if self.spare is not None and pid == self.spare.pid:
+                log(f"the spare child {pid} ended by itself ({wait_status}); another is made")
+                self.spare.sock.close()
+                self.spare = None
             run = self.runs.pop(pid, None)
             if run is None:
                 continue

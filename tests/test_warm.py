@@ -222,11 +222,21 @@ def test_a_killed_or_stopped_client_stops_its_command_and_the_next_run_resumes(s
     assert run["shards_resumed"] == done >= 2 and run["shards_resumed"] + run["shards_computed"] == 8
 
 
+def _spare(env: dict) -> int:
+    """The child the server forked ahead of the next command (within a second of being idle)."""
+    deadline = time.monotonic() + 10
+    while not _mine(env)["spare"]:
+        assert time.monotonic() < deadline
+        time.sleep(0.2)
+    return _mine(env)["spare"]
+
+
 def test_stop_ends_the_server_and_removes_its_socket(server):
     env, info = server
+    spare = _spare(env)
     assert Path(info["socket"]).exists()
     assert "stopping the server" in _gdl(env, "warm", "stop").stdout
-    assert _gone(info["pid"], 15) and not Path(info["socket"]).exists()
+    assert _gone(info["pid"], 15) and not Path(info["socket"]).exists() and _gone(spare, 5)
     assert _gdl(env, "warm", "status").returncode == 1
 
 
@@ -267,13 +277,14 @@ def test_a_server_that_dies_mid_command_is_one_line_and_ends_the_command(tmp_pat
     info = _start(env)
     spec = _maps_spec(tmp_path, 6)
     try:
+        spare = _spare(env)
         client = subprocess.Popen([sys.executable, "-m", "flows.cli", "preprocess", str(spec)], env=env,
                                   cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         child = _running_child(env, tmp_path / "ds" / "shards", 0, client)
         os.kill(info["pid"], signal.SIGKILL)
         out, err = client.communicate(timeout=30)
         assert client.returncode == 1 and "the warm server ended while running this command" in err
-        assert "Traceback" not in err
+        assert "Traceback" not in err and child == spare           # the spare child ran it
         deadline = time.monotonic() + 10
         while _live_members(child) and time.monotonic() < deadline:
             time.sleep(0.1)
