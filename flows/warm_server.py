@@ -111,6 +111,7 @@ class Server:
         self.served, self.started = 0, time.monotonic()
         self.last_active = self.last_check = self.started
         self.stop_reason: str | None = None
+        self.signalled: str | None = None       # SIGTERM / SIGINT / SIGHUP received: stop
         self.sel = selectors.DefaultSelector()
         self.wake_r, self.wake_w = socket.socketpair()
 
@@ -139,8 +140,8 @@ class Server:
             sock.setblocking(False)
         signal.set_wakeup_fd(self.wake_w.fileno(), warn_on_full_buffer=False)
         signal.signal(signal.SIGCHLD, lambda *_: None)           # only to wake the loop
-        for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
-            signal.signal(signum, lambda s, _f: self.stop(signal.Signals(s).name))
+        for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):   # acted on by housekeep
+            signal.signal(signum, lambda s, _f: setattr(self, "signalled", signal.Signals(s).name))
         self.sel.register(self.listener, selectors.EVENT_READ, self.accept)
         self.sel.register(self.wake_r, selectors.EVENT_READ, self.drain_wakeups)
         log(f"serving {self.root} on {self.path} (pid {os.getpid()}, imports {self.import_seconds:.2f} s, "
@@ -178,6 +179,8 @@ class Server:
 
     def housekeep(self) -> None:
         now = time.monotonic()
+        if self.signalled:
+            self.stop(self.signalled)
         if self.spare is None and not self.runs and self.listener is not None:
             self.make_spare()                                  # not while a command uses the cores
         if not self.runs and now - self.last_active > self.idle_minutes * 60:
