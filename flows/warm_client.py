@@ -139,7 +139,10 @@ def forward(argv: list[str]) -> int | None:
     no server for this code (or it declines), so the caller runs the command itself."""
     if not forwardable(argv):
         return None
-    path = this_socket()
+    try:
+        path, cwd = this_socket(), os.getcwd()
+    except OSError:                  # a checkout or working folder that cannot be read: run here
+        return None
     if not os.path.exists(path):
         return None
     sock = _connect(path)
@@ -148,7 +151,7 @@ def forward(argv: list[str]) -> int | None:
     with sock:
         umask = os.umask(0o022)
         os.umask(umask)
-        request = {"op": "run", "argv": argv, "argv0": sys.argv[0], "cwd": os.getcwd(), "env": dict(os.environ),
+        request = {"op": "run", "argv": argv, "argv0": sys.argv[0], "cwd": cwd, "env": dict(os.environ),
                    "path": sys.path, "umask": umask, "fingerprint": os.path.basename(path)[5:-5]}
         try:
             send_message(sock, request, [0, 1, 2])
