@@ -6,13 +6,17 @@ scipy, Dask, the readers, the op registry and the pipelines, then listens on a U
 (flows/warm_client.py names it after the code and setting it serves). For each request it
 forks a child that takes over the client's stdin, stdout and stderr (passed by SCM_RIGHTS),
 its arguments, working folder, environment and umask, runs `flows.cli.main` as a fresh `gdl`
-process would, and exits; the server sends the exit status back. The server runs one thread
+process would, and exits; the server sends the exit status back (while idle it keeps one
+child forked ahead, waiting for the next command). The server runs one thread
 only, so a fork copies no lock held by another thread: it waits on its sockets and on its
 children's exits (SIGCHLD through a wake-up socket) with one `selectors` loop. A signal the
 client gets is relayed to the child; a client that goes away has its child stopped (SIGTERM,
 then after 10 s SIGKILL to the child's process group); a server that dies takes its children
 with it (PR_SET_PDEATHSIG). The server stops after its idle time, on `gdl warm stop`, on
 SIGTERM, or when the project's files change, and removes its socket.
+
+This module: the verbs. flows/warm_server.py: the server's loop; flows/warm_child.py: what a
+child does before it runs the command.
 """
 from __future__ import annotations
 
@@ -22,9 +26,13 @@ import time
 
 from flows import warm_client as link
 
+
 def cmd_warm(args) -> int:
     """The `gdl warm` verbs."""
     if args.action == "start":
+        if not args.idle_minutes > 0:
+            print(f"gdl warm: error: --idle-minutes must be a number > 0, not {args.idle_minutes:g}", file=sys.stderr)
+            return 2
         return start(args.idle_minutes)
     if args.action == "stop":
         return stop(every=args.all)
@@ -70,8 +78,10 @@ def start(idle_minutes: float) -> int:
                   f"or `gdl warm stop`")
             return 0
         time.sleep(0.05)
-    proc.kill() if proc.poll() is None else None
-    last = open(log, errors="replace").read().strip().splitlines()[-1:] or ["no output"]
+    if proc.poll() is None:
+        proc.kill()
+    with open(log, errors="replace") as fh:
+        last = fh.read().strip().splitlines()[-1:] or ["no output"]
     print(f"gdl warm: error: the server did not start: {last[0]} (log: {log})", file=sys.stderr)
     return 1
 
