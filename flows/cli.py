@@ -138,11 +138,6 @@ def cmd_demo(args) -> int:
     return EXIT_SAMPLES_FAILED if args.fail_on_errors and any(r["failed"] for r in result["datasets"]) else EXIT_OK
 
 
-def cmd_warm(args) -> int:
-    from flows.warm import cmd_warm as warm
-    return warm(args)
-
-
 def _summary_line(summary: dict) -> str:
     if summary.get("published", True):
         line = (f"{summary['name']}: {summary['samples']} samples written, {summary['failed']} failed "
@@ -196,6 +191,20 @@ def build_parser():
     p.add_argument("--limit", type=int, help="at most this many flow runs at once")
     p.set_defaults(func=cmd_serve)
 
+    _add_dataset_commands(sub)
+
+    p = sub.add_parser("demo", help="the whole path on bundled sample data of all four domains")
+    p.add_argument("--workdir", default="gdl-demo", help="where raw data, specs and datasets go")
+    p.add_argument("--fail-on-errors", action="store_true", help="exit 3 if any sample failed")
+    p.set_defaults(func=cmd_demo)
+
+    from flows.warm import add_warm_parser
+    add_warm_parser(sub)
+    return parser
+
+
+def _add_dataset_commands(sub) -> None:
+    """`gdl show` and `gdl inspect`: the commands that read a dataset."""
     p = sub.add_parser("show", help="render one sample to PNG (eigenfunctions, distances, maps, graphs)")
     p.add_argument("dataset", help="dataset folder or URI")
     p.add_argument("index", nargs="?", type=int, default=0, help="sample index (default 0)")
@@ -212,22 +221,6 @@ def build_parser():
     p.add_argument("--versions", action="store_true", help="list the kept versions")
     p.add_argument("--json", action="store_true", help="machine-readable output")
     p.set_defaults(func=cmd_inspect)
-
-    p = sub.add_parser("demo", help="the whole path on bundled sample data of all four domains")
-    p.add_argument("--workdir", default="gdl-demo", help="where raw data, specs and datasets go")
-    p.add_argument("--fail-on-errors", action="store_true", help="exit 3 if any sample failed")
-    p.set_defaults(func=cmd_demo)
-
-    p = sub.add_parser("warm", help="a resident process that runs preprocess, validate and inspect "
-                       "without their 0.3-0.4 s of imports (opt-in)",
-                       description="start|stop|status a warm server for this code: later `gdl preprocess`, "
-                       "`validate` and `inspect` commands are run by a fork of it. GDL_NO_WARM=1 ignores it.")
-    p.add_argument("action", choices=["start", "stop", "status"])
-    p.add_argument("--idle-minutes", type=float, default=30.0, help="start: stop after this long unused (default 30)")
-    p.add_argument("--all", action="store_true", help="stop: every server of this user, of any code")
-    p.add_argument("--json", action="store_true", help="status: machine-readable")
-    p.set_defaults(func=cmd_warm)
-    return parser
 
 
 def _quiet_libraries() -> None:

@@ -27,6 +27,19 @@ import time
 from flows import warm_client as link
 
 
+def add_warm_parser(sub) -> None:
+    """`gdl warm ...` among the subcommands of flows/cli.py's parser."""
+    p = sub.add_parser("warm", help="a resident process that runs preprocess, validate and inspect "
+                       "without their 0.3-0.4 s of imports (opt-in)",
+                       description="start|stop|status a warm server for this code: later `gdl preprocess`, "
+                       "`validate` and `inspect` commands are run by a fork of it. GDL_NO_WARM=1 ignores it.")
+    p.add_argument("action", choices=["start", "stop", "status"])
+    p.add_argument("--idle-minutes", type=float, default=30.0, help="start: stop after this long unused (default 30)")
+    p.add_argument("--all", action="store_true", help="stop: every server of this user, of any code")
+    p.add_argument("--json", action="store_true", help="status: machine-readable")
+    p.set_defaults(func=cmd_warm)
+
+
 def cmd_warm(args) -> int:
     """The `gdl warm` verbs."""
     if args.action == "start":
