@@ -159,7 +159,10 @@ def forward(argv: list[str]) -> int | None:
             return None
         try:
             reply, _ = recv_message(sock)
-        except OSError as exc:       # it may have started: running it here too could run it twice
+        except KeyboardInterrupt:    # Ctrl-C before the relay is set up: the server stops what started
+            print("gdl: stopped by SIGINT", file=sys.stderr)
+            return 130
+        except (OSError, ValueError) as exc:   # it may have started: running it here too could run it twice
             print(f"gdl: the warm server at {path} did not answer ({exc or 'timed out'}); exit status 1. "
                   f"Stop it with `gdl warm stop`, or run without it: GDL_NO_WARM=1", file=sys.stderr)
             return 1
@@ -197,7 +200,7 @@ def _wait_for_exit(sock, pid: int) -> int:
     sock.settimeout(None)
     try:
         reply, _ = recv_message(sock)
-    except OSError:
+    except (OSError, ValueError):
         reply = None
     if reply and "exit" in reply:
         return int(reply["exit"])
