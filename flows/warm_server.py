@@ -134,6 +134,9 @@ class Server:
         fp = link.fingerprint(root, before)
         if expected and fp != expected:
             raise ServerError("the server sees other code, packages or settings than the command that started it")
+        # Python threads only: numpy's OpenBLAS runs a native worker thread in every process,
+        # and stops it around a fork itself (pthread_atfork), as for the Dask workers and small
+        # runs (pipelines/cluster.py, pipelines/small_runs.py) that fork such processes too.
         if threading.active_count() != 1:
             names = ", ".join(t.name for t in threading.enumerate())
             raise ServerError(f"importing the stack started threads ({names}): forking would not be safe")
