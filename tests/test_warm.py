@@ -18,6 +18,7 @@ import numpy as np
 import pytest
 import yaml
 
+from flows.warm import ask
 from gdl_data import open_dataset
 from pipelines.demo_data import write_conformer_sdf
 from storage import list_versions
@@ -256,6 +257,8 @@ def test_a_server_of_other_code_is_not_used_and_an_edit_stops_it(base, tmp_path)
         edited = copy / "flows" / "report.py"
         os.utime(edited, ns=(edited.stat().st_atime_ns, edited.stat().st_mtime_ns + 10**9))
         assert _gdl(theirs, "validate", str(spec)).returncode == 0      # edited: its own process
+        old = ask(info["socket"], "status")
+        assert old is None or old["served"] == 1                         # (if the old server still answers)
         assert _gone(info["pid"], 15)                                    # and the old server went
         assert not Path(info["socket"]).exists()
     finally:
