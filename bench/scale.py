@@ -8,7 +8,9 @@ Baseline, in the same run: bench/scale_plain.py, the single-process loop a user 
 (RDKit, cKDTree, numpy eigh, np.savez). Both are timed as whole commands (interpreter start,
 imports, cluster start included), each a fresh process writing a fresh output, medians of
 `--repeats`. Then the re-run costs, against gdl's own first run: one record appended, one
-record in the middle edited, one removed (op computations counted from the manifest).
+record in the middle edited, one removed (op computations counted from the manifest), each
+command in its own process, then the same through a warm server the benchmark starts and stops
+(`gdl warm start`, flows/warm.py), against the cold first run and against its own first run.
 """
 from __future__ import annotations
 
@@ -48,19 +50,23 @@ def _timed(cmd: list[str], env: dict | None = None, label: str | None = None) ->
     return wall
 
 
-def _env(workdir: str) -> dict:
+def _env(workdir: str, warm: bool = False) -> dict:
+    """The benchmark's environment: its own Prefect home and warm-server folder; without `warm`,
+    every command runs in its own process even if a server is up."""
     home = os.path.join(workdir, "prefect-home")
     os.makedirs(home, exist_ok=True)
-    env = {**os.environ, "PREFECT_HOME": home, "PREFECT_SERVER_ANALYTICS_ENABLED": "false"}
+    env = {**os.environ, "PREFECT_HOME": home, "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+           "GDL_WARM_DIR": os.path.join(workdir, "warm")}
     env.pop("PREFECT_API_URL", None)
-    return env
+    env.pop("GDL_NO_WARM", None)
+    return env if warm else {**env, "GDL_NO_WARM": "1"}
 
 
-def _gdl(workdir: str, sdf: str, output: str, *flags: str, label: str | None = None) -> float:
-    spec = os.path.join(workdir, "spec.yaml")
+def _gdl(workdir: str, sdf: str, output: str, *flags: str, label: str | None = None, warm: bool = False) -> float:
+    spec = os.path.join(workdir, f"spec-{os.path.basename(output)}.yaml")
     with open(spec, "w") as fh:
         fh.write(SPEC.format(source=sdf, output=output))
-    return _timed([sys.executable, "-m", "flows.cli", "preprocess", spec, *flags], _env(workdir), label)
+    return _timed([sys.executable, "-m", "flows.cli", "preprocess", spec, *flags], _env(workdir, warm), label)
 
 
 _RUNS = iter(range(1 << 30))
@@ -98,30 +104,56 @@ def _write_records(sdf: str, records: list[bytes]) -> None:
         fh.write(b"".join(r + b"$$$$\n" for r in records))
 
 
-def rerun_costs(workdir: str, sdf: str) -> dict[str, dict]:
-    """gdl's first run, then one append, one edit in the middle, one removal: seconds and the
-    op computations each re-run made."""
-    own = os.path.join(workdir, "edits.sdf")
-    shutil.copyfile(sdf, own)
-    output = _fresh(os.path.join(workdir, "edits-out"))
-    records = _records(own)
-    middle = len(records) // 2
-    edited = records[middle].replace(b"mol", b"MOL", 1)         # the title line: new bytes, same molecule
-    steps = {"first run": lambda: None,
-             "one record appended": lambda: _write_records(own, records + [records[1].replace(b"mol", b"new", 1)]),
-             "one record edited (middle)": lambda: _write_records(own, records[:middle] + [edited] + records[middle + 1:] +
-                                                                  [records[1].replace(b"mol", b"new", 1)]),
-             "one record removed (middle)": lambda: _write_records(own, records[:middle] + records[middle + 1:] +
-                                                                   [records[1].replace(b"mol", b"new", 1)])}
-    out = {}
-    for label, change in steps.items():
-        change()
-        seconds = _gdl(workdir, own, output)
-        with open(os.path.join(output, "manifest.json")) as fh:
-            run = json.load(fh)["run"]
-        out[label] = {"seconds": seconds, "computed": run["op_samples_computed"],
-                      "samples": run.get("items_computed"), "where": run.get("shards_computed_in", {})}
+def rerun_costs(workdir: str, sdf: str, repeats: int, warm: bool = False) -> dict[str, dict]:
+    """gdl's first run, then one append, one edit in the middle, one removal: seconds (each step
+    `repeats` times, each time on its own copy of the file and its own output) and the op
+    computations the last of them made. `warm`: every command handed to a warm server."""
+    out: dict[str, dict] = {}
+    for _ in range(repeats):
+        own = _fresh(os.path.join(workdir, "edits")) + ".sdf"
+        shutil.copyfile(sdf, own)
+        output = _fresh(os.path.join(workdir, "edits-out"))
+        records = _records(own)
+        middle, extra = len(records) // 2, records[1].replace(b"mol", b"new", 1)
+        edited = records[middle].replace(b"mol", b"MOL", 1)        # the title line: new bytes, same molecule
+        steps = {"first run": lambda: None,
+                 "one record appended": lambda: _write_records(own, records + [extra]),
+                 "one record edited (middle)": lambda: _write_records(own, records[:middle] + [edited] +
+                                                                      records[middle + 1:] + [extra]),
+                 "one record removed (middle)": lambda: _write_records(own, records[:middle] +
+                                                                       records[middle + 1:] + [extra])}
+        for label, change in steps.items():
+            change()
+            seconds = _gdl(workdir, own, output, warm=warm)
+            with open(os.path.join(output, "manifest.json")) as fh:
+                run = json.load(fh)["run"]
+            row = out.setdefault(label, {"runs": []})
+            row["runs"].append(seconds)
+            row.update(computed=run["op_samples_computed"], where=run.get("shards_computed_in", {}))
+    for row in out.values():
+        row["seconds"] = statistics.median(row["runs"])
     return out
+
+
+def warm_server(workdir: str, action: str) -> None:
+    """`gdl warm start|stop` for the benchmark's own folder (flows/warm.py)."""
+    subprocess.run([sys.executable, "-m", "flows.cli", "warm", action], check=True, env=_env(workdir, warm=True),
+                   stdout=subprocess.DEVNULL)
+
+
+def _print_reruns(costs: dict, warm_costs: dict | None) -> None:
+    first = costs["first run"]["seconds"]
+    print(f"\n{'re-run after (own process)':32s} {'median s':>8s} {'vs first run':>13s}  runs; op samples computed, shards computed in")
+    for label, c in costs.items():
+        print(f"{label:32s} {c['seconds']:8.2f} {c['seconds'] / first:13.3f}  "
+              f"{[round(r, 2) for r in c['runs']]}; {c['computed']} {c['where']}")
+    if not warm_costs:
+        return
+    warm_first = warm_costs["first run"]["seconds"]
+    print(f"\n{'through a warm server':32s} {'median s':>8s} {'vs cold first':>13s} {'vs warm first':>14s}  runs; computed in")
+    for label, c in warm_costs.items():
+        print(f"{label:32s} {c['seconds']:8.2f} {c['seconds'] / first:13.3f} {c['seconds'] / warm_first:14.3f}  "
+              f"{[round(r, 2) for r in c['runs']]}; {c['where']}")
 
 
 def main() -> None:
@@ -129,6 +161,7 @@ def main() -> None:
     parser.add_argument("--molecules", type=int, default=6000)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--workers", type=int, nargs="+", default=[1, 2])
+    parser.add_argument("--no-warm", action="store_true", help="skip the rows through a warm server")
     args = parser.parse_args()
     from pipelines.demo_data import write_conformer_sdf
     with tempfile.TemporaryDirectory(prefix="gdl-bench-scale-") as workdir:
@@ -136,7 +169,14 @@ def main() -> None:
         write_conformer_sdf(sdf, args.molecules, seed=0)
         load = os.getloadavg()[0]
         times = first_runs(workdir, sdf, args.repeats, args.workers)
-        costs = rerun_costs(workdir, sdf)
+        costs = rerun_costs(workdir, sdf, args.repeats)
+        warm_costs = None
+        if not args.no_warm:
+            warm_server(workdir, "start")
+            try:
+                warm_costs = rerun_costs(workdir, sdf, args.repeats, warm=True)
+            finally:
+                warm_server(workdir, "stop")
     plain = statistics.median(times["plain script"])
     print(f"\n{args.molecules} molecules in one SDF; ops radius 5.0 + eigenbasis k 8; {os.cpu_count()} cores; "
           f"load average {load:.1f} at start, {os.getloadavg()[0]:.1f} at end; medians of {args.repeats}")
@@ -145,10 +185,7 @@ def main() -> None:
         med = statistics.median(runs)
         print(f"{label:48s} {med:9.2f} {str([round(r, 2) for r in runs]):>22s} {plain / med:14.2f}x "
               f"{statistics.median(CPU[label]):6.2f}")
-    first = costs["first run"]["seconds"]
-    print(f"\n{'re-run after':32s} {'seconds':>8s} {'vs first run':>13s}  op samples computed, shards computed in")
-    for label, c in costs.items():
-        print(f"{label:32s} {c['seconds']:8.2f} {c['seconds'] / first:13.3f}  {c['computed']} {c['where']}")
+    _print_reruns(costs, warm_costs)
 
 
 if __name__ == "__main__":

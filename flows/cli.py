@@ -6,11 +6,11 @@ completed: the summary says how many); 1 the run itself failed; 2 bad usage or a
 """
 from __future__ import annotations
 
-import argparse
-import json
 import os
 import sys
-import traceback
+
+# argparse, json and traceback are imported where used: a command handed to the warm server
+# (flows/warm_client.py) needs none of them, and they are a third of its start-up imports.
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_SAMPLES_FAILED = 0, 1, 2, 3
 EXIT_INTERRUPTED = 130          # the shell's convention for a run stopped by a signal
@@ -78,6 +78,8 @@ def cmd_train(args) -> int:
     from pipelines.validate import spec_problems
     if _report("train", spec_problems(args.spec, check_source=False, kind="train")):
         return EXIT_USAGE
+    import json
+
     from flows.train import train_flow
     result = train_flow(args.spec, device=args.device, processes=args.processes)
     print(json.dumps(result, indent=2, default=str))
@@ -112,6 +114,8 @@ def cmd_show(args) -> int:
 
 
 def cmd_inspect(args) -> int:
+    import json
+
     from flows.report import print_dataset, print_versions
     from pipelines.summary import describe_dataset, list_dataset_versions
     if args.versions:
@@ -148,7 +152,9 @@ def _summary_line(summary: dict) -> str:
     return line
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser():
+    """The `gdl` argument parser (argparse.ArgumentParser)."""
+    import argparse
     parser = argparse.ArgumentParser(prog="gdl", description="Geometric data pipeline for GDL.")
     parser.add_argument("--debug", action="store_true",
                         help="show full tracebacks on failure (accepted anywhere on the line)")
@@ -185,6 +191,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--limit", type=int, help="at most this many flow runs at once")
     p.set_defaults(func=cmd_serve)
 
+    _add_dataset_commands(sub)
+
+    p = sub.add_parser("demo", help="the whole path on bundled sample data of all four domains")
+    p.add_argument("--workdir", default="gdl-demo", help="where raw data, specs and datasets go")
+    p.add_argument("--fail-on-errors", action="store_true", help="exit 3 if any sample failed")
+    p.set_defaults(func=cmd_demo)
+
+    from flows.warm import add_warm_parser
+    add_warm_parser(sub)
+    return parser
+
+
+def _add_dataset_commands(sub) -> None:
+    """`gdl show` and `gdl inspect`: the commands that read a dataset."""
     p = sub.add_parser("show", help="render one sample to PNG (eigenfunctions, distances, maps, graphs)")
     p.add_argument("dataset", help="dataset folder or URI")
     p.add_argument("index", nargs="?", type=int, default=0, help="sample index (default 0)")
@@ -201,12 +221,6 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--versions", action="store_true", help="list the kept versions")
     p.add_argument("--json", action="store_true", help="machine-readable output")
     p.set_defaults(func=cmd_inspect)
-
-    p = sub.add_parser("demo", help="the whole path on bundled sample data of all four domains")
-    p.add_argument("--workdir", default="gdl-demo", help="where raw data, specs and datasets go")
-    p.add_argument("--fail-on-errors", action="store_true", help="exit 3 if any sample failed")
-    p.set_defaults(func=cmd_demo)
-    return parser
 
 
 def _quiet_libraries() -> None:
@@ -278,6 +292,7 @@ def _run(args) -> int:
         return args.func(args)
     except (GdlError, FileNotFoundError, *_storage_errors()) as exc:
         if args.debug:
+            import traceback
             traceback.print_exc()
         return _report(args.command, problems_of(exc) if isinstance(exc, GdlError) else [str(exc)])
     except KeyboardInterrupt as exc:
@@ -286,6 +301,7 @@ def _run(args) -> int:
         return EXIT_INTERRUPTED
     except Exception as exc:  # the run itself failed: one line, traceback on request
         if args.debug:
+            import traceback
             traceback.print_exc()
         print(f"gdl {args.command}: the run failed: {type(exc).__name__}: {exc}"
               + ("" if args.debug else "  (rerun with --debug for the traceback)"), file=sys.stderr)
@@ -293,13 +309,18 @@ def _run(args) -> int:
 
 
 def entry() -> None:
-    """The `gdl` program: `main`, then what a normal exit runs (atexit handlers: logging's flush,
+    """The `gdl` program: handed to this code's warm server when one runs (`gdl warm start`,
+    flows/warm.py), else `main`, then what a normal exit runs (atexit handlers: logging's flush,
     multiprocessing's joins, Prefect's server shutdown), then leave without tearing down the
     interpreter's modules one by one, which takes 0.25-0.3 s after a run that loaded Dask,
     pyarrow and RDKit (bench/RESULTS.md, "One SDF of many molecules"). `main` itself returns
     normally, for tests and notebooks that call it."""
     import atexit
-    code = main()
+
+    from flows.warm_client import forward
+    code = forward(sys.argv[1:])
+    if code is None:
+        code = main()
     atexit._run_exitfuncs()
     sys.stdout.flush()
     sys.stderr.flush()

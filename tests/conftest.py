@@ -8,6 +8,9 @@ os.environ["PREFECT_HOME"] = _PREFECT_HOME
 os.environ["PREFECT_SERVER_ANALYTICS_ENABLED"] = "false"
 os.environ["DO_NOT_TRACK"] = "1"
 os.environ.pop("PREFECT_API_URL", None)
+# `gdl` commands the tests start run in their own process, never in a warm server a developer
+# left running (flows/warm.py): tests/test_warm.py starts its own, in its own folder.
+os.environ["GDL_WARM_DIR"] = tempfile.mkdtemp(prefix="gdl-test-warm-")
 
 import logging  # noqa: E402
 

@@ -1,0 +1,113 @@
+"""A warm server's child: what a fresh `gdl` process would be, minus the imports.
+
+Runs right after the fork, in the child only (flows/warm_server.py `Server.fork`), either
+for a command at hand or as the spare that waits for the next one. It cuts
+itself off from the server (its own process group, none of the server's sockets, ended if
+the server dies), takes over the client's stdin/stdout/stderr, working folder, environment,
+umask, arguments and import path, then runs `flows.cli.main` and leaves as `gdl` does
+(flows/cli.py `entry`): exit handlers, flush, `os._exit`.
+"""
+from __future__ import annotations
+
+import atexit
+import os
+import signal
+import sys
+
+from flows import warm_client as link
+
+PR_SET_PDEATHSIG = 1             # linux/prctl.h
+
+
+def wait_as_spare(server, sock, mask: set, close: list) -> None:
+    """A spare child: cut off from the server now, then wait for a command (its request and
+    stdio come down `sock`) with signals still blocked, and become it. Never returns."""
+    try:
+        _leave_server(server, close)
+        request, fds = link.recv_message(sock, max_fds=3)
+    except BaseException:  # noqa: BLE001 - nothing to report to: no command yet
+        os._exit(1)
+    if request is None:                              # the server went without using it
+        os._exit(0)
+    sock.close()
+    _run_command(request, fds, mask)
+
+
+def become_command(server, request: dict, fds: list[int], mask: set, close: list) -> None:
+    """A child forked for this command: cut off from the server, become it. Never returns."""
+    try:
+        _leave_server(server, close)
+    except BaseException:  # noqa: BLE001 - the server tells the client its exit status
+        os._exit(1)
+    _run_command(request, fds, mask)
+
+
+def _run_command(request: dict, fds: list[int], mask: set) -> None:
+    """Exits with the command's status."""
+    code = 1
+    try:
+        _take_over(request, fds)
+        from flows import cli
+        cli._stop_on_sigterm()                       # before signals are let through
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+        signal.pthread_sigmask(signal.SIG_SETMASK, mask)
+        code = cli.main(request["argv"])
+    except KeyboardInterrupt as exc:                 # a signal outside main's own handling
+        print(f"gdl: stopped by {exc or 'SIGINT'}", file=sys.stderr)
+        code = 130
+    except SystemExit as exc:                        # argparse: --help (0), bad usage (2)
+        code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
+        if isinstance(exc.code, str):
+            print(exc.code, file=sys.stderr)
+    except BaseException as exc:  # noqa: BLE001 - one line for the user, never a traceback
+        print(f"gdl: the warm server could not run this command: {type(exc).__name__}: {exc} "
+              f"(run it without the server: GDL_NO_WARM=1)", file=sys.stderr)
+    finally:
+        try:
+            atexit._run_exitfuncs()
+            sys.stdout.flush()
+            sys.stderr.flush()
+        finally:
+            os._exit(code)
+
+
+def _leave_server(server, close: list) -> None:
+    """Own process group (the server can stop the child and its workers together), ended by
+    SIGTERM when the server dies, none of the server's sockets or signal handlers: the
+    client sees end of stream when the server goes, not when this child does."""
+    os.setpgid(0, 0)
+    if sys.platform.startswith("linux"):
+        import ctypes
+        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, int(signal.SIGTERM))
+    if os.getppid() != server.pid:
+        os._exit(1)                                  # the server died before prctl took effect
+    signal.set_wakeup_fd(-1)
+    for signum in (signal.SIGCHLD, signal.SIGHUP, signal.SIGTERM):
+        signal.signal(signum, signal.SIG_DFL)
+    server.sel.close()
+    spare = server.spare.sock if server.spare is not None else None
+    for sock in (server.listener, server.wake_r, server.wake_w, spare, *close,
+                 *(run.conn for run in server.runs.values())):
+        if sock is not None:
+            sock.close()
+
+
+def _take_over(request: dict, fds: list[int]) -> None:
+    """The client's stdio, folder, environment, umask, arguments and import path."""
+    for target, fd in enumerate(fds):
+        os.dup2(fd, target)
+        os.close(fd)
+    # The server's stdout is a log file (block-buffered); a terminal wants line buffering.
+    sys.stdout.reconfigure(line_buffering=os.isatty(1))
+    os.chdir(request["cwd"])
+    dask_env = {k: v for k, v in os.environ.items() if k.startswith("DASK_")}
+    os.environ.clear()
+    os.environ.update(request["env"])
+    os.umask(request["umask"])
+    sys.argv = [request["argv0"], *request["argv"]]
+    sys.path[:] = request["path"]
+    import tempfile
+    tempfile.tempdir = None                          # found again from this TMPDIR
+    if dask_env != {k: v for k, v in os.environ.items() if k.startswith("DASK_")}:
+        import dask.config
+        dask.config.refresh()                        # Dask read DASK_* when the server imported it

@@ -1,0 +1,296 @@
+"""The warm server (flows/warm.py): a command it runs behaves as one run in its own process.
+
+Real processes throughout: `python -m flows.cli` clients, a server started by `gdl warm start`,
+Dask clusters forked by its children. Every server is ended by its pid at the end. Sockets
+live in a short temporary folder (GDL_WARM_DIR), Prefect's home in another.
+"""
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+
+from flows.warm import ask
+from gdl_data import open_dataset
+from pipelines.demo_data import write_conformer_sdf
+from storage import list_versions
+
+REPO = Path(__file__).resolve().parents[1]
+pytestmark = pytest.mark.slow
+
+
+def _env(base: Path, root: Path = REPO, **extra) -> dict:
+    env = {**os.environ, "PYTHONPATH": str(root), "GDL_WARM_DIR": str(base / "sock"),
+           "PREFECT_HOME": str(base / "prefect"), **extra}
+    for name in ("GDL_NO_WARM", "PREFECT_API_URL"):
+        env.pop(name, None)
+    return env
+
+
+def _gdl(env: dict, *args: str, timeout: float = 180) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "flows.cli", *args], env=env, capture_output=True,
+                          text=True, timeout=timeout, cwd=env["PYTHONPATH"])
+
+
+def _servers(env: dict) -> list[dict]:
+    return json.loads(_gdl(env, "warm", "status", "--json").stdout)
+
+
+def _mine(env: dict) -> dict | None:
+    return next((s for s in _servers(env) if s["this_code"]), None)
+
+
+def _start(env: dict, *flags: str) -> dict:
+    done = _gdl(env, "warm", "start", *flags)
+    assert done.returncode == 0, done.stdout + done.stderr
+    return _mine(env)
+
+
+def _end(pid: int) -> None:
+    """Whatever a test left: the server, by its pid."""
+    try:
+        os.kill(pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+
+
+def _gone(pid: int, within: float) -> bool:
+    """Ended within `within` seconds (a zombie is ended: the server's reaper is init, not us)."""
+    deadline = time.monotonic() + within
+    while time.monotonic() < deadline:
+        try:
+            with open(f"/proc/{pid}/stat") as fh:
+                if fh.read().rsplit(")", 1)[1].split()[0] == "Z":
+                    return True
+        except FileNotFoundError:
+            return True
+        time.sleep(0.1)
+    return False
+
+
+def _live_members(pgid: int) -> list[int]:
+    """Processes of a process group still running (zombies awaiting a reaper excluded)."""
+    alive = []
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            with open(f"/proc/{pid}/stat") as fh:
+                fields = fh.read().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[2]) == pgid and fields[0] != "Z":
+            alive.append(int(pid))
+    return alive
+
+
+@pytest.fixture(scope="module")
+def base():
+    path = Path(tempfile.mkdtemp(prefix="gdlw-"))     # short: a socket path has ~100 bytes at most
+    yield path
+    shutil.rmtree(path, ignore_errors=True)
+
+
+@pytest.fixture(scope="module")
+def server(base):
+    """One server for the tests below; the last of them stops it."""
+    env = _env(base)
+    info = _start(env, "--idle-minutes", "10")
+    yield env, info
+    _end(info["pid"])
+
+
+def _spec(folder: Path, name: str, source: Path, ops: dict, **extra) -> Path:
+    path = folder / f"{name}.yaml"
+    path.write_text(yaml.safe_dump({"name": name, "domain": "molecule", "source": str(source),
+                                    "output": str(folder / name), "ops": ops, **extra}))
+    return path
+
+
+def _dataset(uri: str) -> tuple:
+    """Every sample's source, id and arrays; the manifest's shards and what its last run did."""
+    rows = [(s["source"], s["sample_id"], {k: v.tobytes() for k, v in s.items() if isinstance(v, np.ndarray)})
+            for s in open_dataset(uri)]
+    manifest = json.loads((Path(uri) / "manifest.json").read_text())
+    run = {k: v for k, v in manifest["run"].items() if k not in ("seconds_by_stage", "wall_seconds")}
+    shards = [(s["name"], s["rows"], s["sha256"]) for s in manifest["shards"]]
+    return rows, shards, manifest["columns"], manifest["sample_count"], run
+
+
+def test_a_forwarded_preprocess_makes_the_same_dataset_as_one_in_its_own_process(server, tmp_path):
+    env, _ = server
+    sdf = tmp_path / "mols.sdf"
+    write_conformer_sdf(str(sdf), 40, seed=5)      # > 32 items: the first run starts a cluster
+    ops = {"neighborhoods": {"radius": 5.0}, "eigenbasis": {"k": 4}}
+    here, warm = _spec(tmp_path, "here", sdf, ops), _spec(tmp_path, "warm", sdf, ops)
+    served = _mine(env)["served"]
+    for step in ("first run", "one record appended"):
+        if step != "first run":
+            records = sdf.read_bytes().split(b"$$$$\n")[:-1]
+            sdf.write_bytes(b"".join(r + b"$$$$\n" for r in records + [records[3].replace(b"mol", b"new", 1)]))
+        own = _gdl({**env, "GDL_NO_WARM": "1"}, "preprocess", str(here))
+        forwarded = _gdl(env, "preprocess", str(warm))
+        assert own.returncode == forwarded.returncode == 0, own.stderr[-2000:] + forwarded.stderr[-2000:]
+        assert "samples written, 0 failed" in forwarded.stdout
+        served += 1
+        assert _mine(env)["served"] == served, step           # the server ran it, not the client
+        assert _dataset(str(tmp_path / "here")) == _dataset(str(tmp_path / "warm")), step
+    run = _dataset(str(tmp_path / "warm"))[4]
+    assert run["items_computed"] == 1 and run["shards_computed_in"] == {"forked process": 1}
+
+
+def test_output_and_exit_status_reach_the_client(server, tmp_path):
+    env, _ = server
+    sdf = tmp_path / "mols.sdf"
+    write_conformer_sdf(str(sdf), 6, seed=1)
+    sdf.write_bytes(sdf.read_bytes() + b"not a molecule\n$$$$\n")
+    good = _spec(tmp_path, "good", sdf, {"eigenbasis": {"k": 2}})
+    bad = _spec(tmp_path, "bad", sdf, {"eigenbasis": {"k": "many"}})
+    served = _mine(env)["served"]
+    valid = _gdl(env, "validate", str(good))
+    assert valid.returncode == 0 and valid.stdout.strip() == "1 spec(s) valid"
+    refused = _gdl(env, "preprocess", str(bad))
+    assert refused.returncode == 2 and refused.stderr.startswith("gdl preprocess: error: ")
+    assert "Traceback" not in refused.stderr and "eigenbasis" in refused.stderr
+    failed = _gdl(env, "preprocess", str(good), "--fail-on-errors")
+    assert failed.returncode == 3, failed.stderr[-2000:]
+    assert "6 samples written, 1 failed" in failed.stdout
+    info = json.loads(_gdl(env, "inspect", str(tmp_path / "good"), "--json").stdout)
+    assert [e["source"] for e in info["errors_by_cause"]["read: truncated"]["examples"]] == [f"{sdf}#6"]
+    assert _mine(env)["served"] == served + 4
+
+
+def _maps_spec(folder: Path, count: int) -> Path:
+    """A run of several seconds: `count` HEALPix maps, each its own shard, all computed."""
+    raw = folder / "raw"
+    raw.mkdir()
+    rng = np.random.default_rng(0)
+    for i in range(count):
+        np.save(raw / f"map{i:02d}.npy", rng.normal(size=12 * 64 * 64))
+    spec = {"name": "maps", "domain": "sphere", "source": str(raw), "output": str(folder / "ds"),
+            "shard_size": 1, "share_geometry": False,
+            "ops": {"eigenbasis": {"k": 16}, "frames": {}, "neighborhoods": {}}}
+    path = folder / "maps.yaml"
+    path.write_text(yaml.safe_dump(spec))
+    return path
+
+
+def _running_child(env: dict, shards: Path, done: int, client: subprocess.Popen) -> int:
+    """The server's child for `client`, once at least `done` shards are written."""
+    deadline = time.monotonic() + 120
+    while True:
+        assert client.poll() is None and time.monotonic() < deadline, client.communicate()
+        running = _mine(env)["running"]
+        if running and (done == 0 or shards.exists() and len(list(shards.glob("*.files.parquet"))) >= done):
+            return running[0]
+        time.sleep(0.2)
+
+
+def test_a_killed_or_stopped_client_stops_its_command_and_the_next_run_resumes(server, tmp_path):
+    env, _ = server
+    spec, shards = _maps_spec(tmp_path, 8), tmp_path / "ds" / "shards"
+    args = [sys.executable, "-m", "flows.cli", "preprocess", str(spec), "--workers", "2"]
+    killed = subprocess.Popen(args, env=env, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    child = _running_child(env, shards, 1, killed)
+    killed.kill()                                            # SIGKILL: the client cannot relay anything
+    killed.wait()
+    deadline = time.monotonic() + 10
+    while (_live_members(child) or child in _mine(env)["running"]) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert _live_members(child) == [] and child not in _mine(env)["running"]      # with its workers
+    assert not (tmp_path / "ds" / "_lock.json").exists() and list_versions(str(tmp_path / "ds")) == []
+
+    stopped = subprocess.Popen(args, env=env, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    child = _running_child(env, shards, len(list(shards.glob("*.files.parquet"))) + 1, stopped)
+    stopped.send_signal(signal.SIGTERM)
+    start = time.monotonic()
+    output = stopped.communicate(timeout=30)[0].decode()
+    assert time.monotonic() - start < 10 and stopped.returncode == 130, output[-2000:]
+    assert "stopped by SIGTERM" in output
+    time.sleep(0.5)
+    assert _live_members(child) == []
+    assert not (tmp_path / "ds" / "_lock.json").exists() and list_versions(str(tmp_path / "ds")) == []
+    done = len(list(shards.glob("*.files.parquet")))
+    resumed = _gdl(env, "preprocess", str(spec), "--workers", "2")
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    run = json.loads((tmp_path / "ds" / "manifest.json").read_text())["run"]
+    assert run["shards_resumed"] == done >= 2 and run["shards_resumed"] + run["shards_computed"] == 8
+
+
+def _spare(env: dict) -> int:
+    """The child the server forked ahead of the next command (within a second of being idle)."""
+    deadline = time.monotonic() + 10
+    while not _mine(env)["spare"]:
+        assert time.monotonic() < deadline
+        time.sleep(0.2)
+    return _mine(env)["spare"]
+
+
+def test_stop_ends_the_server_and_removes_its_socket(server):
+    env, info = server
+    spare = _spare(env)
+    assert Path(info["socket"]).exists()
+    assert "stopping the server" in _gdl(env, "warm", "stop").stdout
+    assert _gone(info["pid"], 15) and not Path(info["socket"]).exists() and _gone(spare, 5)
+    assert _gdl(env, "warm", "status").returncode == 1
+
+
+def test_a_server_of_other_code_is_not_used_and_an_edit_stops_it(base, tmp_path):
+    copy = tmp_path / "checkout"
+    for package in ("storage", "gdl_data", "pipelines", "flows"):
+        shutil.copytree(REPO / package, copy / package, ignore=shutil.ignore_patterns("__pycache__"))
+    theirs, ours = _env(base, copy), _env(base)
+    info = _start(theirs, "--idle-minutes", "10")
+    try:
+        sdf = tmp_path / "mols.sdf"
+        write_conformer_sdf(str(sdf), 3, seed=2)
+        spec = _spec(tmp_path, "mols", sdf, {"eigenbasis": {"k": 2}})
+        assert _gdl(ours, "validate", str(spec)).returncode == 0        # this checkout: not theirs
+        assert _gdl(theirs, "validate", str(spec)).returncode == 0      # the copy: its server
+        assert _mine(theirs)["served"] == 1
+        edited = copy / "flows" / "report.py"
+        os.utime(edited, ns=(edited.stat().st_atime_ns, edited.stat().st_mtime_ns + 10**9))
+        assert _gdl(theirs, "validate", str(spec)).returncode == 0      # edited: its own process
+        old = ask(info["socket"], "status")
+        assert old is None or old["served"] == 1                         # (if the old server still answers)
+        assert _gone(info["pid"], 15)                                    # and the old server went
+        assert not Path(info["socket"]).exists()
+    finally:
+        _end(info["pid"])
+
+
+def test_idle_time_ends_the_server_and_removes_its_socket_and_log(tmp_path):
+    env = _env(tmp_path)
+    idle = _start(env, "--idle-minutes", "0.02")                      # 1.2 s
+    try:
+        assert Path(idle["socket"]).exists() and _gone(idle["pid"], 15)
+        assert list((tmp_path / "sock").iterdir()) == []
+    finally:
+        _end(idle["pid"])
+
+
+def test_a_server_that_dies_mid_command_is_one_line_and_ends_the_command(tmp_path):
+    env = _env(tmp_path)
+    info = _start(env)
+    spec = _maps_spec(tmp_path, 6)
+    try:
+        spare = _spare(env)
+        client = subprocess.Popen([sys.executable, "-m", "flows.cli", "preprocess", str(spec)], env=env,
+                                  cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        child = _running_child(env, tmp_path / "ds" / "shards", 0, client)
+        os.kill(info["pid"], signal.SIGKILL)
+        out, err = client.communicate(timeout=30)
+        assert client.returncode == 1 and "the warm server ended while running this command" in err
+        assert "Traceback" not in err and child == spare           # the spare child ran it
+        deadline = time.monotonic() + 10
+        while _live_members(child) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert _live_members(child) == []
+    finally:
+        _end(info["pid"])
