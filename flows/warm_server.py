@@ -73,11 +73,33 @@ def preload() -> None:
     from pipelines.execute import software_versions
     if hasattr(software_versions, "cache_info"):
         software_versions()
+    warm_up()
     # Out of the garbage collector's sight: a child would otherwise run a full collection over
     # the whole imported stack on its first allocations (0.13 s of a 0.25 s re-run here) and,
     # by writing every object's header, copy most of the server's memory.
     gc.collect()
     gc.freeze()
+
+
+def warm_up() -> None:
+    """Read, compute and write two small molecules here, in a temporary folder: the first call of
+    each costs a command ≈ 30 ms otherwise (RDKit's parser, LAPACK, the Parquet writer's setup),
+    which every forked child would pay again. Threads it starts (planning's file stats) have
+    ended when it returns, so the server still forks from one thread."""
+    import tempfile
+
+    from pipelines.compute import compute_shard
+    from pipelines.demo_data import write_conformer_sdf
+    from pipelines.execute import prepare
+    from pipelines.spec import parse_spec
+    with tempfile.TemporaryDirectory(prefix="gdl-warm-up-") as folder:
+        write_conformer_sdf(os.path.join(folder, "warm.sdf"), 2, seed=0)
+        spec = parse_spec({"name": "warm-up", "domain": "molecule", "source": os.path.join(folder, "warm.sdf"),
+                           "output": os.path.join(folder, "out"),
+                           "ops": {"neighborhoods": {"radius": 5.0}, "eigenbasis": {"k": 4}}})
+        job = prepare(spec)
+        for shard in job.plan.todo:
+            compute_shard(spec.output, shard, spec.domain, spec.ops, job.labels, spec.layout(), budget=1 << 30)
 
 
 def listen(path: str) -> socket.socket:
