@@ -6,7 +6,6 @@ file of many records, QM9's shape.
 """
 import json
 import os
-import signal
 import subprocess
 import sys
 import time
@@ -20,7 +19,7 @@ from gdl_data import open_dataset
 from pipelines.demo_data import write_conformer_sdf
 from pipelines.execute import run_pipeline
 from pipelines.spec import parse_spec
-from storage import list_versions
+from processes import assert_sigterm_stops
 
 OPS = {"neighborhoods": {"radius": 5.0}, "eigenbasis": {"k": 4}}
 
@@ -152,20 +151,6 @@ def _sphere_maps(folder, count, nside=32):
         np.save(folder / f"map{i:02d}.npy", rng.normal(size=12 * nside * nside))
 
 
-def _live_members(pgid):
-    """Processes of a process group that are still running (zombies awaiting a reaper excluded)."""
-    alive = []
-    for pid in filter(str.isdigit, os.listdir("/proc")):
-        try:
-            with open(f"/proc/{pid}/stat") as fh:
-                fields = fh.read().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        if int(fields[2]) == pgid and fields[0] != "Z":
-            alive.append(int(pid))
-    return alive
-
-
 @pytest.mark.slow
 def test_sigterm_stops_the_run_and_its_workers_and_the_next_run_resumes(tmp_path):
     raw = tmp_path / "raw"
@@ -184,14 +169,7 @@ def test_sigterm_stops_the_run_and_its_workers_and_the_next_run_resumes(tmp_path
     while not (shards.exists() and len(list(shards.glob("*.files.parquet"))) >= 2):
         assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()[0][-2000:]
         time.sleep(0.2)
-    proc.send_signal(signal.SIGTERM)
-    stopped = time.monotonic()
-    output = proc.communicate(timeout=30)[0].decode()
-    assert time.monotonic() - stopped < 10 and proc.returncode == 130, output[-2000:]
-    assert "stopped by SIGTERM" in output
-    time.sleep(0.5)
-    assert _live_members(proc.pid) == []                     # workers gone with it
-    assert not (tmp_path / "ds" / "_lock.json").exists() and list_versions(str(tmp_path / "ds")) == []
+    assert_sigterm_stops(proc, proc.pid, tmp_path / "ds")
     done = len(list(shards.glob("*.files.parquet")))
     resumed = subprocess.run([sys.executable, "-m", "flows.cli", "preprocess", str(path)], env=env,
                              capture_output=True, text=True, timeout=600)

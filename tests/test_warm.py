@@ -21,6 +21,7 @@ import yaml
 from flows.warm import ask
 from gdl_data import open_dataset
 from pipelines.demo_data import write_conformer_sdf
+from processes import assert_sigterm_stops, live_members
 from storage import list_versions
 
 REPO = Path(__file__).resolve().parents[1]
@@ -74,20 +75,6 @@ def _gone(pid: int, within: float) -> bool:
             return True
         time.sleep(0.1)
     return False
-
-
-def _live_members(pgid: int) -> list[int]:
-    """Processes of a process group still running (zombies awaiting a reaper excluded)."""
-    alive = []
-    for pid in filter(str.isdigit, os.listdir("/proc")):
-        try:
-            with open(f"/proc/{pid}/stat") as fh:
-                fields = fh.read().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        if int(fields[2]) == pgid and fields[0] != "Z":
-            alive.append(int(pid))
-    return alive
 
 
 @pytest.fixture(scope="module")
@@ -201,21 +188,14 @@ def test_a_killed_or_stopped_client_stops_its_command_and_the_next_run_resumes(s
     killed.kill()                                            # SIGKILL: the client cannot relay anything
     killed.wait()
     deadline = time.monotonic() + 10
-    while (_live_members(child) or child in _mine(env)["running"]) and time.monotonic() < deadline:
+    while (live_members(child) or child in _mine(env)["running"]) and time.monotonic() < deadline:
         time.sleep(0.1)
-    assert _live_members(child) == [] and child not in _mine(env)["running"]      # with its workers
+    assert live_members(child) == [] and child not in _mine(env)["running"]      # with its workers
     assert not (tmp_path / "ds" / "_lock.json").exists() and list_versions(str(tmp_path / "ds")) == []
 
     stopped = subprocess.Popen(args, env=env, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     child = _running_child(env, shards, len(list(shards.glob("*.files.parquet"))) + 1, stopped)
-    stopped.send_signal(signal.SIGTERM)
-    start = time.monotonic()
-    output = stopped.communicate(timeout=30)[0].decode()
-    assert time.monotonic() - start < 10 and stopped.returncode == 130, output[-2000:]
-    assert "stopped by SIGTERM" in output
-    time.sleep(0.5)
-    assert _live_members(child) == []
-    assert not (tmp_path / "ds" / "_lock.json").exists() and list_versions(str(tmp_path / "ds")) == []
+    assert_sigterm_stops(stopped, child, tmp_path / "ds")
     done = len(list(shards.glob("*.files.parquet")))
     resumed = _gdl(env, "preprocess", str(spec), "--workers", "2")
     assert resumed.returncode == 0, resumed.stderr[-2000:]
@@ -289,8 +269,8 @@ def test_a_server_that_dies_mid_command_is_one_line_and_ends_the_command(tmp_pat
         assert client.returncode == 1 and "the warm server ended while running this command" in err
         assert "Traceback" not in err and child == spare           # the spare child ran it
         deadline = time.monotonic() + 10
-        while _live_members(child) and time.monotonic() < deadline:
+        while live_members(child) and time.monotonic() < deadline:
             time.sleep(0.1)
-        assert _live_members(child) == []
+        assert live_members(child) == []
     finally:
         _end(info["pid"])
