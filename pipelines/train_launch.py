@@ -51,7 +51,9 @@ def launch(spec: TrainSpec | str, processes: int | None = None, device: str | No
     if int(os.environ.get("WORLD_SIZE", "1")) > 1 and not dist.is_initialized():   # under torchrun
         dist.init_process_group(backend_for(pick_device(device)), timeout=COLLECTIVE_TIMEOUT)
         try:
-            return train(spec, device, progress)
+            result = train(spec, device, progress)
+            dist.barrier()      # as in _rank_main: no rank leaves while another uses the group
+            return result
         finally:
             dist.destroy_process_group()
     if n == 1 or dist.is_initialized():
@@ -110,6 +112,10 @@ def _rank_main(rank: int, n: int, port: int, spec: TrainSpec, device_type: str,
         result = train(spec, device, report)
         if rank == 0:
             messages.put(("result", result))
+        # Every rank done before any tears the group down: rank 0 hosts the rendezvous store,
+        # and a rank still talking to it when it closed died in gloo with SIGABRT ("terminate
+        # called without an active exception"), about one run in ten here.
+        dist.barrier()
     finally:
         dist.destroy_process_group()
 
