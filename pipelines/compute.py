@@ -346,11 +346,9 @@ def died_result(item: Item, message: str) -> ItemResult:
 
 
 @functools.cache
-@functools.cache
 def one_blas_thread() -> None:
     """Once per worker process: one BLAS thread. Workers forked from the orchestrator inherit its
-    BLAS pools, and N workers x N BLAS threads would oversubscribe the cores. (threadpoolctl
-    inspects every loaded library on each call: 1-3 ms, once a shard before this was cached.)"""
+    BLAS pools, and N workers x N BLAS threads would oversubscribe the cores."""
     from threadpoolctl import threadpool_limits
     threadpool_limits(1)
 

@@ -26,7 +26,8 @@ import numpy as np
 from gdl_data.domains import Molecule, content_id
 from gdl_data.errors import ReadError
 from gdl_data.readers import extension, register_reader, register_records
-from gdl_data.readers.atoms import any_case_numbers, atomic_number, molecule_from_rdkit, numeric_props, unknown_element
+from gdl_data.readers.atoms import (any_case_numbers, atomic_number, molecule_from_rdkit, numeric_props,
+                                    unknown_element)
 from gdl_data.readers.validate import never_raises, read_raw
 from gdl_data.readers.xyz import parse_xyz_frame, read_xyz, xyz_frame_spans
 
