@@ -48,6 +48,7 @@ from pipelines.spec import PipelineSpec
 from storage import load_manifest
 from storage.arrays import to_numpy
 from storage.fs import join, read_bytes, resolve
+from storage.items_index import read_items_index
 from storage.writer import FILES_SCHEMA
 
 FORMAT_SALT = "gdl-shard/2"      # 2: items (records) as the unit of work
@@ -136,6 +137,7 @@ class RunPlan:
     todo: list[ShardPlan] = field(default_factory=list)
     skipped: list[str] = field(default_factory=list)
     previous_version: int | None = None
+    previous_items: pa.Table | None = field(default=None, repr=False)   # its rows (previous_items)
     file_count: int = 0
     reused_items: int = 0
 
@@ -228,30 +230,21 @@ def items_table(items: Sequence[Item]) -> pa.Table:
 
 def previous_items(uri: str) -> tuple[dict[str, Any] | None, pa.Table | None]:
     """The current manifest (None for a new dataset) and one row per item of its shards
-    (shard, the item columns, samples, errors), read from the shard sidecars only. The
-    manifest's shard entries come back whole (columns, stats, errors: the sidecars' copies, which
-    the manifest file leaves out), so that a commit need not read the sidecars again."""
+    (shard, the item columns, samples, errors): from the version's items index, else from the
+    shard sidecars (storage/items_index.py). The manifest's shard entries come back whole
+    (columns, stats, errors: the sidecars' copies, which the manifest file leaves out), so that a
+    commit need not read the sidecars again."""
     try:
         manifest = load_manifest(uri)
     except FileNotFoundError:
         return None, None
-    fs, root = resolve(uri)
-    paths = [join(root, f"shards/{s['name']}.files.parquet") for s in manifest["shards"]]
-    if not paths:
+    if not manifest["shards"]:
         return manifest, None
-    # Each sidecar's bytes read whole, then parsed as one ParquetFile (pyarrow.dataset, which
-    # read_table uses, imports pandas: 0.2-0.6 s of every command's start); from an object store
-    # on 8 threads, locally one after another (threads only add switching: 9 ms, not 20, for 24).
-    # Sidecars written before items existed (one row per whole file) lack the item columns:
-    # they come back null, filled here.
-    def read(path: str) -> pa.Table:
-        sidecar = pq.ParquetFile(pa.BufferReader(read_bytes(fs, path)))
-        return sidecar.schema_arrow.metadata[b"gdl.shard"], _with_all_columns(sidecar.read(use_threads=False))
-    if isinstance(fs, LocalFileSystem):
-        read_back = [read(path) for path in paths]
-    else:
-        with ThreadPoolExecutor(8) as pool:
-            read_back = list(pool.map(read, paths))
+    indexed = read_items_index(uri, manifest)
+    if indexed is not None:
+        manifest["shards"], table = indexed
+        return manifest, table
+    read_back = _read_sidecars(uri, [s["name"] for s in manifest["shards"]])
     manifest["shards"] = [{"name": s["name"], **json.loads(entry)} for s, (entry, _) in zip(manifest["shards"], read_back)]
     table = pa.concat_tables([t for _, t in read_back])
     filled = {"record": pc.fill_null(table["record"], WHOLE_FILE), "start": pc.fill_null(table["start"], 0),
@@ -259,6 +252,42 @@ def previous_items(uri: str) -> tuple[dict[str, Any] | None, pa.Table | None]:
     for name, column in filled.items():
         table = table.set_column(table.schema.get_field_index(name), name, column)
     return manifest, table
+
+
+def _read_sidecars(uri: str, names: Sequence[str]) -> list[tuple[bytes, pa.Table]]:
+    """(entry JSON, rows) of each shard's sidecar. Each sidecar's bytes read whole, then parsed as
+    one ParquetFile (pyarrow.dataset, which read_table uses, imports pandas: 0.2-0.6 s of every
+    command's start); from an object store on 8 threads, locally one after another (threads only
+    add switching: 9 ms, not 20, for 24). Sidecars written before items existed (one row per
+    whole file) lack the item columns: they come back null (filled by the caller)."""
+    fs, root = resolve(uri)
+
+    def read(name: str) -> tuple[bytes, pa.Table]:
+        data = read_bytes(fs, join(root, f"shards/{name}.files.parquet"))
+        sidecar = pq.ParquetFile(pa.BufferReader(data))
+        return sidecar.schema_arrow.metadata[b"gdl.shard"], _with_all_columns(sidecar.read(use_threads=False))
+    if isinstance(fs, LocalFileSystem):
+        return [read(name) for name in names]
+    with ThreadPoolExecutor(8) as pool:
+        return list(pool.map(read, names))
+
+
+def version_items(uri: str, previous: pa.Table | None, shards: Sequence[Mapping[str, Any]]) -> pa.Table:
+    """The sidecar rows of a new version's `shards`, in their order (its items index): a kept
+    shard's from the previous version's rows (`previous`, as planning read them), a new shard's
+    from its sidecar."""
+    rows: dict[str, pa.Table] = {}
+    if previous is not None and len(previous):
+        codes = pc.dictionary_encode(previous["shard"]).combine_chunks()
+        order = np.argsort(_np(codes.indices), kind="stable")
+        bounds = np.searchsorted(_np(codes.indices)[order], np.arange(len(codes.dictionary) + 1))
+        wanted = {s["name"] for s in shards}
+        for i, name in enumerate(codes.dictionary.to_pylist()):
+            if name in wanted:
+                rows[name] = previous.take(order[bounds[i]:bounds[i + 1]])
+    new = [s["name"] for s in shards if s["name"] not in rows]
+    rows.update((name, table) for name, (_, table) in zip(new, _read_sidecars(uri, new)))
+    return pa.concat_tables([rows[s["name"]] for s in shards]) if shards else FILES_SCHEMA.empty_table()
 
 
 def _with_all_columns(table: pa.Table) -> pa.Table:
@@ -351,6 +380,7 @@ def plan_run(spec: PipelineSpec, files: Sequence[str] | Sequence[FileState], *, 
     plan = RunPlan(recipe_keys(spec, labels))
     manifest, prev = previous_items(spec.output)
     plan.previous_version = manifest["version"] if manifest else None
+    plan.previous_items = prev
     plan.previous_shards = len(manifest["shards"]) if manifest else 0
     stats = list(files) if files and isinstance(files[0], FileState) else stat_files(files, spec.domain)
     plan.file_count = len(stats)

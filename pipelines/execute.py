@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from importlib import metadata
 from typing import TYPE_CHECKING, Any, Callable, Sequence
 
-from pipelines.cache import RunPlan, plan_run
+from pipelines.cache import RunPlan, plan_run, version_items
 from pipelines.compute import ShardResult
 from pipelines.labels import LabelRule, build_label_rule
 from pipelines.progress import ProgressReporter
@@ -125,7 +125,8 @@ def commit(job: Job, results: Sequence[ShardResult], seconds_total: float) -> di
     # Row order: shards by their first item, so reused and new shards interleave as listed.
     shards = sorted(kept + [r.entry for r in results],
                     key=lambda e: (e["first_file"] or "", e.get("first_record", -1)))
-    manifest = commit_version(spec.output, shards, [e for s in shards for e in s["errors"]], extra)
+    manifest = commit_version(spec.output, shards, [e for s in shards for e in s["errors"]], extra,
+                              items=version_items(spec.output, plan.previous_items, shards))
     prune_versions(spec.output, spec.keep_versions)
     return manifest
 

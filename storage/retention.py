@@ -4,7 +4,8 @@ What may be deleted: only files the dataset's own history names. That is the sha
 and errors files listed by a dropped version's manifest, plus the files an interrupted run
 left, recognised by the names gdl gives (`shards/<hex hash>.parquet`,
 `shards/<hex hash>.files.parquet`, `errors/<6 digits>.parquet`, `geometry/<hex hash>.parquet`:
-the rows shared by the samples on one domain, storage/geometry.py). Any other file in the
+the rows shared by the samples on one domain, storage/geometry.py; `items/<6 digits>.arrow`:
+a version's items index, storage/items_index.py). Any other file in the
 folder (a user's notes, a copy, a file of another tool) is never touched.
 
 Readers are not broken by pruning: a reader holds the manifest of the version it opened and
@@ -30,7 +31,8 @@ DEFAULT_GRACE_SECONDS = 3600.0
 # Names only gdl gives (storage/writer.py): content or input hashes, version numbers.
 _GDL_NAMES = {"shards": re.compile(r"^[0-9a-f]{16,64}(\.files)?\.parquet$"),
               "errors": re.compile(r"^([0-9]{6}|[0-9a-f]{16,64})\.parquet$"),
-              "geometry": re.compile(r"^[0-9a-f]{16,64}\.parquet$")}
+              "geometry": re.compile(r"^[0-9a-f]{16,64}\.parquet$"),
+              "items": re.compile(r"^[0-9]{6}\.arrow$")}
 
 
 def grace_seconds() -> float:
@@ -41,6 +43,8 @@ def grace_seconds() -> float:
 def version_files(manifest: dict) -> set[str]:
     """The files (relative paths) one version's manifest uses."""
     files = {manifest["errors"]}
+    if manifest.get("items_index"):
+        files.add(manifest["items_index"])
     for s in manifest["shards"]:
         files.add(f"shards/{s['name']}.files.parquet")
         if s["path"]:

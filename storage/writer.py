@@ -29,6 +29,7 @@ from storage.aligned import ALIGNED_PAGE_BYTES, aligned_parquet_bytes
 from storage.arrays import STORED_DTYPE, ColumnInfo, infer_infos, rows_to_table
 from storage.fs import join, resolve, write_bytes_atomic
 from storage.geometry import geometry_manifest
+from storage.items_index import write_items_index
 from storage.manifest import FORMAT, list_versions, publish_manifest
 from storage.stats import column_stats, merge_stats
 
@@ -246,12 +247,13 @@ def _write_errors(uri: str, name: str, errors: list[Mapping[str, Any]]) -> str:
 
 
 def commit_version(uri: str, shards: Sequence[Mapping[str, Any]], errors: Sequence[Mapping[str, Any]],
-                   extra: Mapping[str, Any] | None = None) -> dict[str, Any]:
-    """Publish a new version made of finished shards (manifest entries) and its errors.
+                   extra: Mapping[str, Any] | None = None, items: pa.Table | None = None) -> dict[str, Any]:
+    """Publish a new version made of finished shards (whole manifest entries) and its errors.
 
     Writes one errors table and one manifest; shards are referenced, never rewritten. The shared
     rows the shards reference (their entries' `geometry` keys) are listed under `geometry`, and
-    their columns join the version's columns.
+    their columns join the version's columns. `items`: the shards' sidecar rows in shard order,
+    written as the version's items index (storage/items_index.py) for the next run's planning.
     """
     geometry, shared = geometry_manifest(uri, (k for s in shards for k in s.get("geometry") or ()))
     columns = {name: {k: v for k, v in info.items() if k != "stats"} for name, info in shared.items()}
@@ -276,6 +278,7 @@ def commit_version(uri: str, shards: Sequence[Mapping[str, Any]], errors: Sequen
                     if k in s} for s in shards],
         "errors": _write_errors(uri, f"{version:06d}", list(errors)),
         **({"geometry": geometry} if geometry["files"] else {}),
+        **({"items_index": write_items_index(uri, version, items, shards)} if items is not None else {}),
         **dict(extra or {}),
     }
     publish_manifest(uri, manifest)

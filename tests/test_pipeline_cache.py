@@ -133,6 +133,8 @@ def test_versions_are_kept_then_pruned(tmp_path, raw, dask_client, monkeypatch):
     on_disk = {f"shards/{f}" for f in os.listdir(tmp_path / "ds" / "shards") if f.endswith(".parquet")
                and not f.endswith(".files.parquet")}
     assert on_disk == referenced
+    # the items index (storage/items_index.py) goes with its version
+    assert sorted(os.listdir(tmp_path / "ds" / "items")) == ["000002.arrow", "000003.arrow"]
 
 
 def test_a_second_writer_fails_fast_naming_the_holder(tmp_path, raw, dask_client):

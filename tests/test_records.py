@@ -255,6 +255,40 @@ def test_every_change_in_a_sequence_is_seen_an_edit_back_to_old_bytes_too(tmp_pa
         assert _rows(spec.output) == _fresh_rows(tmp_path, sdf, f"fresh-{step}"), step
 
 
+def _without_index(uri):
+    """previous_items as the shard sidecars give it, the version's items index set aside."""
+    from pipelines.cache import previous_items
+    from storage.manifest import load_manifest
+    path = os.path.join(uri, load_manifest(uri)["items_index"])
+    os.rename(path, path + ".aside")
+    try:
+        return previous_items(uri)
+    finally:
+        os.rename(path + ".aside", path)
+
+
+def test_the_items_index_holds_what_the_sidecars_hold_after_every_kind_of_change(tmp_path, sdf):
+    """Planning reads one items index per version instead of one sidecar per shard; after a
+    first run, an edit (a rewritten shard beside kept ones), an append and a removal, it must
+    give planning the same rows and whole shard entries as the sidecars, and a missing or
+    damaged index must fall back to them."""
+    from pipelines.cache import previous_items
+    records = _records(sdf)
+    spec = _spec(tmp_path, sdf, "ds")
+    changes = [records, records[:20] + [records[20].replace(b"mol", b"MOL", 1)] + records[21:],
+               records + records[:3], records[:7] + records[8:] + records[:3]]
+    for step, new in enumerate(changes):
+        _write(sdf, new)
+        run_pipeline(spec, progress=False)
+        indexed, from_sidecars = previous_items(spec.output), _without_index(spec.output)
+        assert indexed[1].to_pylist() == from_sidecars[1].to_pylist(), step
+        assert indexed[0] == from_sidecars[0], step
+    index = os.path.join(spec.output, indexed[0]["items_index"])
+    with open(index, "r+b") as fh:
+        fh.truncate(100)
+    assert previous_items(spec.output)[1].to_pylist() == from_sidecars[1].to_pylist()
+
+
 def test_op_warnings_are_counted_in_the_run_and_reported_once(tmp_path, sdf, dask_client, capfd):
     """An op's warning (k above a molecule's atom count) is no raw UserWarning per sample from
     the workers: the run's manifest counts each message, and the run logs one note line each."""
