@@ -126,7 +126,7 @@ def commit(job: Job, results: Sequence[ShardResult], seconds_total: float) -> di
     shards = sorted(kept + [r.entry for r in results],
                     key=lambda e: (e["first_file"] or "", e.get("first_record", -1)))
     manifest = commit_version(spec.output, shards, [e for s in shards for e in s["errors"]], extra,
-                              items=version_items(spec.output, plan.previous_items, shards))
+                              items=version_items(spec.output, plan, shards))
     prune_versions(spec.output, spec.keep_versions)
     return manifest
 

@@ -5,8 +5,9 @@ byte span, content key, samples, errors) and each shard's whole entry (columns, 
 The sidecars (`shards/<name>.files.parquet`, storage/writer.py) hold exactly that, one file per
 shard; reading 24 of them took 11 ms of a 6,000-record re-run whose whole budget is ~80 ms. So
 the commit also writes their concatenation, in the manifest's shard order, as one Arrow IPC file
-(`items/<version>.arrow`, no compression: read back by a memory map in well under a millisecond),
-named by the manifest's `items_index`. It is derived data: a version without one (older
+(`items/<version>.arrow`), named by the manifest's `items_index`. LZ4: for 6,000 records 0.53 MB
+instead of 1.2 (paths and hex keys repeat), read in 0.5 ms instead of 0.02, written in 0.5 ms
+either way; at 10^6 records it is ~90 MB a version, and planning reads one file, not 4,000. It is derived data: a version without one (older
 datasets, a missing or unreadable file) is planned from the sidecars, which stay the record of
 what each shard holds.
 """
@@ -34,7 +35,7 @@ def write_items_index(uri: str, version: int, rows: pa.Table, shards: Sequence[M
     path = index_path(version)
     table = rows.replace_schema_metadata({_META: json.dumps(list(shards)).encode()})
     sink = pa.BufferOutputStream()
-    with pa.ipc.new_file(sink, table.schema) as writer:
+    with pa.ipc.new_file(sink, table.schema, options=pa.ipc.IpcWriteOptions(compression="lz4")) as writer:
         writer.write_table(table)
     write_bytes_atomic(fs, join(root, path), sink.getvalue().to_pybytes())
     return path

@@ -45,13 +45,23 @@ def register_reader(domain: str, extensions: tuple[str, ...], reader: Reader) ->
 _SIDECARS: dict[str, list[Callable[[str], bool]]] = {}
 _RECORDS: dict[str, dict[str, tuple[Splitter, RecordParser, Context | None]]] = {}
 _COMPANIONS: dict[str, dict[str, Callable[[str], list[str]]]] = {}
+_LOCAL: set[tuple[str, str]] = set()
 
 
 def register_records(domain: str, extensions: tuple[str, ...], split: Splitter, parse: RecordParser,
-                     context: Context | None = None) -> None:
-    """Declare a multi-record format: how to split a file's bytes and how to parse one record."""
+                     context: Context | None = None, local: bool = False) -> None:
+    """Declare a multi-record format: how to split a file's bytes and how to parse one record.
+
+    `local`: where a record starts and ends depends only on the bytes from the start of that
+    record to the start of the next (or the end of the file, for the last record), so a region
+    of whole records whose bytes did not change keeps its spans, and splitting may resume at any
+    record's start. Planning then re-splits only what follows a file's unchanged records
+    (pipelines/record_blocks.py); tests/test_record_blocks.py checks the property per format.
+    """
     for ext in extensions:
         _RECORDS.setdefault(domain, {})[ext.lower()] = (split, parse, context)
+        if local:
+            _LOCAL.add((domain, ext.lower()))
 
 
 def register_companions(domain: str, extensions: tuple[str, ...], companions: Callable[[str], list[str]]) -> None:
@@ -89,6 +99,12 @@ def record_splitter(path: str, domain: str) -> Splitter | None:
         return None
     split, _, context = found
     return split if context is None else functools.partial(_split_in_context, split, context, path)
+
+
+def splits_locally(path: str, domain: str) -> bool:
+    """True for a format registered as `local` (register_records) without companions."""
+    _load()
+    return (domain, extension(path)) in _LOCAL and not _COMPANIONS.get(domain, {}).get(extension(path))
 
 
 def _split_in_context(split, context: Context, path: str, data: bytes) -> list[tuple[int, int]]:

@@ -202,7 +202,9 @@ def read_pdb(path: str, source: str) -> Iterator[Molecule | ReadError]:
 
 
 register_reader("molecule", (".sdf", ".sd", ".mol"), read_sdf)
-register_records("molecule", (".sdf", ".sd"), sdf_record_spans, parse_sdf_record)
+# local: a record ends at its `$$$$` line, found from its own start. XYZ frames are not declared
+# local: a frame's last line ending may be "\r" that the next bytes turn into "\r\n".
+register_records("molecule", (".sdf", ".sd"), sdf_record_spans, parse_sdf_record, local=True)
 register_reader("molecule", (".pdb", ".ent"), read_pdb)
 register_reader("molecule", (".xyz", ".extxyz"), read_xyz)
 register_records("molecule", (".xyz", ".extxyz"), xyz_frame_spans, parse_xyz_frame)
