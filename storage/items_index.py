@@ -37,7 +37,8 @@ def write_items_index(uri: str, version: int, rows: pa.Table, shards: Sequence[M
     sink = pa.BufferOutputStream()
     with pa.ipc.new_file(sink, table.schema, options=pa.ipc.IpcWriteOptions(compression="lz4")) as writer:
         writer.write_table(table)
-    write_bytes_atomic(fs, join(root, path), sink.getvalue().to_pybytes())
+    # Not fsync'ed: a crash that leaves it short makes planning read the sidecars instead.
+    write_bytes_atomic(fs, join(root, path), sink.getvalue().to_pybytes(), durable=False)
     return path
 
 
