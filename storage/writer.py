@@ -223,14 +223,18 @@ def write_shard(uri: str, rows: Sequence[Mapping[str, Any]], infos: Mapping[str,
                      sha256=hashlib.sha256(data).hexdigest(),
                      columns={k: v.to_json() for k, v in infos.items()}, stats=stats)
         write_bytes_atomic(fs, join(root, entry["path"]), data)
-    sidecar = pa.Table.from_pylist(
-        [{**{k: f.get(k) for k in FILES_SCHEMA.names if k not in ("errors", "shard")},
-          "shard": name, "errors": json.dumps(list(f.get("errors") or []))} for f in files],
-        schema=FILES_SCHEMA)
     meta = {b"gdl.shard": json.dumps({k: v for k, v in entry.items() if k != "name"}).encode()}
-    sidecar = sidecar.replace_schema_metadata(meta)
-    write_bytes_atomic(fs, join(root, f"shards/{name}.files.parquet"), table_to_parquet_bytes(sidecar))
+    write_bytes_atomic(fs, join(root, f"shards/{name}.files.parquet"),
+                       table_to_parquet_bytes(sidecar_table(name, files).replace_schema_metadata(meta)))
     return entry
+
+
+def sidecar_table(name: str, files: Sequence[Mapping[str, Any]]) -> pa.Table:
+    """A shard's index (module docstring), built column by column: a row dict per file through
+    from_pylist costs ~8 us a file, most of a 256-record shard's sidecar."""
+    columns = {k: [f.get(k) for f in files] for k in FILES_SCHEMA.names if k not in ("errors", "shard")}
+    columns.update(shard=[name] * len(files), errors=[json.dumps(list(f.get("errors") or [])) for f in files])
+    return pa.Table.from_arrays([pa.array(columns[f.name], f.type) for f in FILES_SCHEMA], schema=FILES_SCHEMA)
 
 
 def encode_shard(rows: Sequence[Mapping[str, Any]], parts: Sequence[pa.Table] | None,
