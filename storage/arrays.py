@@ -224,14 +224,15 @@ def _widen(raw: np.ndarray, offsets: np.ndarray, stored: np.dtype,
     return wide.view(np.uint8), (offsets.astype(np.int64) - offsets[0]) // stored.itemsize * dtype.itemsize
 
 
-def widen_table(table: pa.Table) -> pa.Table:
-    """The table with every narrowed tensor column widened back to its dtype (`gdl.stored_dtype`
-    dropped), so that decoding it, or a copy of it kept elsewhere (the loader's decoded cache),
-    is zero-copy again. One copy of those columns; the others are untouched."""
+def widen_table(table: pa.Table, only: Container[str] | None = None) -> pa.Table:
+    """The table with every narrowed tensor column (or those in `only`) widened back to its dtype
+    (`gdl.stored_dtype` dropped), so that decoding it, or a copy of it kept elsewhere (the
+    loader's decoded cache), is zero-copy again. One copy of those columns; the others are
+    untouched."""
     fields, columns = list(table.schema), list(table.columns)
     for j, f in enumerate(fields):
         meta = dict(f.metadata or {})
-        if STORED_DTYPE not in meta or meta.get(b"gdl.encoding") != b"tensor":
+        if STORED_DTYPE not in meta or meta.get(b"gdl.encoding") != b"tensor" or (only is not None and f.name not in only):
             continue
         stored, dtype = np.dtype(meta.pop(STORED_DTYPE).decode()), np.dtype(meta[b"gdl.dtype"].decode())
         columns[j] = pa.chunked_array([_widen_chunk(c, stored, dtype) for c in columns[j].chunks], pa.binary())

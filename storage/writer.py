@@ -26,7 +26,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from storage.aligned import ALIGNED_PAGE_BYTES, aligned_parquet_bytes
-from storage.arrays import STORED_DTYPE, ColumnInfo, infer_infos, rows_to_table
+from storage.arrays import ONE_BUFFER_BYTES, STORED_DTYPE, ColumnInfo, infer_infos, rows_to_table, widen_table
 from storage.concat import join_parts, joined_stats, joined_table
 from storage.fs import join, resolve, write_bytes_atomic
 from storage.geometry import geometry_manifest
@@ -136,7 +136,11 @@ def encode_table(build: Callable[[bool | set[str]], pa.Table], compression: str,
     narrowed = {f.name for f in table.schema if STORED_DTYPE in (f.metadata or {})}
     keep = {name for name in narrowed if codecs[name] != "none"}
     if keep != narrowed:
-        table = build(keep)
+        # Only those columns widened, not the whole table built again (which was a third of a
+        # one-record shard's encoding); one of over 1 GiB is built by build(keep), as
+        # rows_to_table splits such a column into chunks (x 2: int32 back to int64).
+        wide = sum(table.column(name).nbytes for name in narrowed - keep) * 2
+        table = widen_table(table, narrowed - keep) if wide <= ONE_BUFFER_BYTES else build(keep)
     return table, codecs
 
 
