@@ -232,7 +232,9 @@ def widen_table(table: pa.Table, only: Container[str] | None = None) -> pa.Table
     fields, columns = list(table.schema), list(table.columns)
     for j, f in enumerate(fields):
         meta = dict(f.metadata or {})
-        if STORED_DTYPE not in meta or meta.get(b"gdl.encoding") != b"tensor" or (only is not None and f.name not in only):
+        if STORED_DTYPE not in meta or meta.get(b"gdl.encoding") != b"tensor":
+            continue
+        if only is not None and f.name not in only:
             continue
         stored, dtype = np.dtype(meta.pop(STORED_DTYPE).decode()), np.dtype(meta[b"gdl.dtype"].decode())
         columns[j] = pa.chunked_array([_widen_chunk(c, stored, dtype) for c in columns[j].chunks], pa.binary())

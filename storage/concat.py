@@ -106,7 +106,8 @@ def _tensor_piece(part: pa.Table, info: ColumnInfo, held: bool) -> tuple[np.ndar
     values, valids, shapes = [], [], []
     for chunk, shape_chunk in zip(data.chunks, shape_column.chunks):
         offsets = np.frombuffer(chunk.buffers()[1], np.int32, count=len(chunk) + 1 + chunk.offset)[chunk.offset:]
-        raw = np.frombuffer(chunk.buffers()[2], np.uint8) if chunk.buffers()[2] is not None else np.zeros(0, np.uint8)
+        buffer = chunk.buffers()[2]    # None when every value is empty
+        raw = np.frombuffer(buffer, np.uint8) if buffer is not None else np.zeros(0, np.uint8)
         valid = _validity(chunk)
         dims = np.where(valid[:, None], shape_rows(shape_chunk), 0)
         # a null's value is empty in every writer's layout; checked, as the shapes are read apart
@@ -143,8 +144,8 @@ def joined_stats(joined: Joined) -> dict[str, Any]:
             values, valid, shapes = joined.tensors[name]
             stats[name] = values_stats([values], shapes[valid])
         elif info.encoding == "scalar":
-            present = [v for v in joined.others[name].to_pylist() if v is not None]
-            stats[name] = values_stats([np.array(present, dtype=info.dtype)], np.zeros((len(present), 0), np.int64))
+            present = np.array([v for v in joined.others[name].to_pylist() if v is not None], dtype=info.dtype)
+            stats[name] = values_stats([present], np.zeros((len(present), 0), np.int64))   # 0-d: no axes
         else:
             stats[name] = None      # strings: no statistics (column_stats skips them too)
     return stats
