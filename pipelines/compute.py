@@ -497,12 +497,13 @@ def write_items(uri: str, name: str, results: Sequence[ItemResult], layout: Mapp
             write_geometry(uri, key, row)
     keys = {r[GEOMETRY_KEY] for r in records if r.get(GEOMETRY_KEY)}
     parts = _parts(results) if any(res.copied is not None for res in results) else None
-    for table in parts or ():
+    for table in parts or ():      # with copied rows, every row goes as a table to join
         if GEOMETRY_KEY in table.column_names:
             keys.update(k for k in table.column(GEOMETRY_KEY).to_pylist() if k)
-    entry = write_shard(uri, records if parts is None else [], infer_infos(records) if records and parts is None
-                        else None, name=name, files=index, row_group_size=layout["row_group_size"],
-                        compression=layout["compression"], geometry=sorted(keys), parts=parts)
+    infos = infer_infos(records) if records and parts is None else None
+    entry = write_shard(uri, records if parts is None else [], infos, name=name, files=index,
+                        row_group_size=layout["row_group_size"], compression=layout["compression"],
+                        geometry=sorted(keys), parts=parts)
     out = ShardResult(entry, errors=[e for res in results for e in res.errors])
     for res in results:
         _add(out.seconds, res.seconds)
