@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import gc
+import itertools
 import time
 import traceback
 import warnings
@@ -18,6 +19,7 @@ from dataclasses import dataclass, field
 from typing import Any, Iterator, Mapping, Sequence
 
 import numpy as np
+import pyarrow as pa
 
 from gdl_data.errors import GdlError
 from gdl_data.ops import get_op
@@ -29,7 +31,8 @@ from pipelines.sources import local_copy
 from pipelines.spec import OpStep
 from storage import infer_infos, read_shard_entry, shard_done, write_shard
 from storage.geometry import GEOMETRY_KEY, geometry_exists, write_geometry
-from storage.reader import read_rows
+from storage.concat import rows_part
+from storage.reader import read_rows, read_stored
 
 
 @dataclass
@@ -44,6 +47,23 @@ class ItemResult:
     reused: dict[str, int] = field(default_factory=dict)
     geometry: dict[str, dict[str, Any]] = field(default_factory=dict)   # shared rows computed here
     counts: dict[str, int] = field(default_factory=dict)    # samples_read, geometry_computed/_reused
+    copied: Copied | None = None     # instead of records: its rows copied whole from an old shard
+
+    @property
+    def rows(self) -> int:
+        return self.copied.rows if self.copied is not None else len(self.records)
+
+
+@dataclass(frozen=True)
+class Copied:
+    """Rows an item copies whole from an old shard, as stored: where they are, and the item's
+    `source` now (None: as stored). Only this travels; the writer reads the rows (_parts)."""
+
+    dataset: str
+    shard_path: str
+    start: int
+    rows: int
+    source: str | None
 
 
 @dataclass
@@ -126,6 +146,21 @@ def _old_shard_rows(dataset: str, shard_path: str, columns: tuple[str, ...] | No
     return read_rows(dataset, shard_path, 0, 1 << 62, list(columns) if columns is not None else None)
 
 
+@functools.lru_cache(maxsize=2)
+def _old_shard_table(dataset: str, shard_path: str) -> pa.Table:
+    """An old shard as stored, read once per worker process (as _old_shard_rows)."""
+    return read_stored(dataset, shard_path)
+
+
+def _copied(item: Item, reuse: Reuse) -> Copied:
+    """Where the rows of an item copied whole are (those the old shard holds), and its source: a
+    record's is renamed to where it is now (a record may have moved: "file#12" -> "file#11")."""
+    held = _old_shard_table(reuse.dataset, reuse.shard_path).num_rows
+    rows = max(0, min(reuse.rows, held - reuse.row_start))
+    return Copied(reuse.dataset, reuse.shard_path, reuse.row_start, rows,
+                  item.source if item.record != WHOLE_FILE else None)
+
+
 def _copied_rows(reuse: Reuse) -> dict[str, dict[str, Any]]:
     columns = None if reuse.whole else tuple(c for op in reuse.ops for c in get_op(op).outputs) + ("sample_id",)
     rows = _old_shard_rows(reuse.dataset, reuse.shard_path, columns)
@@ -197,7 +232,8 @@ def process_items(items: Sequence[Item], domain: str, steps: Sequence[OpStep], r
     same bytes as one at a time, less overhead per molecule).
 
     With `reuse`, the columns of the ops it names are copied from the old shard's rows (matched
-    by sample id) and only the other ops run; with `reuse.whole`, the item is not read at all.
+    by sample id) and only the other ops run; with `reuse.whole`, the item is not read at all and
+    its rows are copied as stored (ItemResult.copied).
     Each op's output is cast to storage dtypes before later ops see it, so a partial recompute
     gives the same bytes as a full one.
     """
@@ -205,12 +241,14 @@ def process_items(items: Sequence[Item], domain: str, steps: Sequence[OpStep], r
     for item, reuse, read in zip(items, reuses, samples):
         result = ItemResult(item)
         results.append(result)
-        old = _copied_rows(reuse) if reuse else {}
-        if reuse and reuse.whole and old:
-            result.records = [{**row, "source": _record_source(item, row["source"])} for row in old.values()]
-            for step in steps:
-                result.reused[step.name] = len(result.records)
-            continue
+        if reuse and reuse.whole:
+            copied = _copied(item, reuse)
+            if copied.rows:
+                result.copied = copied
+                for step in steps:
+                    result.reused[step.name] = copied.rows
+                continue
+        old = _copied_rows(reuse) if reuse and not reuse.whole else {}
         for sample in read:
             raw = _raw_record(result, item, sample, labels)
             if raw is None:
@@ -239,11 +277,6 @@ def _raw_record(result: ItemResult, item: Item, sample: Any, labels: LabelRule |
         raw.update(labels.columns_for(item.file, raw))
     result.counts["samples_read"] = result.counts.get("samples_read", 0) + 1
     return raw
-
-
-def _record_source(item: Item, old_source: str) -> str:
-    """A copied row's source, renamed to where the item is now (a record may have moved)."""
-    return item.source if item.record != WHOLE_FILE else old_source
 
 
 def _apply_ops(pending: list[_Pending], steps: Sequence[OpStep], budget: int | None) -> None:
@@ -416,22 +449,61 @@ def _add(into: dict[str, float], more: Mapping[str, float]) -> None:
         into[k] = into.get(k, 0) + v
 
 
+def _parts(results: Sequence[ItemResult]) -> list[pa.Table]:
+    """The shard's rows as tables to join (storage/concat.py), in order: each run of computed
+    records as one table, each run of rows copied from one old shard one after another as one
+    slice of it (a part per item would cost ~1 ms per item to join)."""
+    parts = []
+    for computed, group in itertools.groupby(results, key=lambda res: res.copied is None):
+        if computed:
+            records = [r for res in group for r in res.records]
+            parts += [rows_part(records)] if records else []
+            continue
+        run: list[Copied] = []
+        for copied in (res.copied for res in group):
+            if run and (copied.dataset, copied.shard_path, copied.start) != \
+                    (run[-1].dataset, run[-1].shard_path, run[-1].start + run[-1].rows):
+                parts.append(_copied_part(run))
+                run = []
+            run.append(copied)
+        parts.append(_copied_part(run))
+    return parts
+
+
+def _copied_part(run: Sequence[Copied]) -> pa.Table:
+    """The rows of items copied from one old shard, one after another, with their sources now."""
+    first = run[0]
+    table = _old_shard_table(first.dataset, first.shard_path).slice(first.start, sum(c.rows for c in run))
+    if all(c.source is None for c in run):
+        return table
+    stored = table.column("source").to_pylist()
+    sources = [stored[c.start - first.start + k] if c.source is None else c.source
+               for c in run for k in range(c.rows)]
+    i = table.schema.get_field_index("source")
+    return table.set_column(i, table.schema.field(i), pa.array(sources, pa.string()))
+
+
 def write_items(uri: str, name: str, results: Sequence[ItemResult], layout: Mapping[str, Any]) -> ShardResult:
     """Gather the records of a shard's items into one Parquet shard with its item index, laid
     out as `layout` says (PipelineSpec.layout: row_group_size, compression); the shared rows its
     records reference are written first (if absent), so a shard on disk never references a
     missing one (a resumed run trusts finished shards)."""
     records = [r for res in results for r in res.records]
-    index = [{**res.item.__dict__, "samples": len(res.records), "errors": res.errors} for res in results]
+    index = [{**res.item.__dict__, "samples": res.rows, "errors": res.errors} for res in results]
     start = time.perf_counter()
     rows = {k: row for res in results for k, row in res.geometry.items()}
     for key, row in rows.items():
         if not geometry_exists(uri, key):
             write_geometry(uri, key, row)
     keys = {r[GEOMETRY_KEY] for r in records if r.get(GEOMETRY_KEY)}
-    entry = write_shard(uri, records, infer_infos(records) if records else None, name=name, files=index,
+    parts = _parts(results) if any(res.copied is not None for res in results) else None
+    for table in parts or ():      # with copied rows, every row goes as a table to join
+        if GEOMETRY_KEY in table.column_names:
+            keys.update(k for k in table.column(GEOMETRY_KEY).to_pylist() if k)
+    infos = infer_infos(records) if records and parts is None else None
+    entry = write_shard(uri, records if parts is None else [], infos, name=name, files=index,
                         row_group_size=layout["row_group_size"], compression=layout["compression"],
-                        geometry=sorted(keys))
+                        geometry=sorted(keys), parts=parts)
     out = ShardResult(entry, errors=[e for res in results for e in res.errors])
     for res in results:
         _add(out.seconds, res.seconds)

@@ -11,9 +11,12 @@ aligned for its dtype. Two things decide where a value lands:
 * before the first value: page headers and level runs of varying length, which a writer cannot
   size. So before each such column the writer puts a pad column `<name>__pad` (binary, not null,
   empty except in the first row of each row group) and sizes those bytes so that the column's
-  first value starts on a 64-byte boundary of the file: written once with empty pads, the first
-  values' offsets read back, each pad grown by what its column lacks, written again and checked
-  (a page header that grew by a byte is fixed by one more pass).
+  first value starts on a 64-byte boundary of the file: written once with pads of ALIGNMENT
+  bytes, the first values' offsets read back, each pad grown by what its column lacks (to 64-127
+  bytes), written again and checked. Starting at 64 bytes, not 0, keeps each pad page's header
+  the same size when its pad grows (its page size stays a 2-byte varint up to ~2,000 rows per
+  group), so the second pass is aligned: growing from 0 crossed that varint's 1-byte limit, and
+  most shards needed a third write (~1 ms of a one-record shard's ~8 ms write).
 
 Pad columns are plain Parquet any reader may ignore; they are in no manifest, and StoredDataset
 never returns them. pyarrow, DuckDB and every Parquet reader since 2015 decode
@@ -100,7 +103,8 @@ def aligned_parquet_bytes(table: pa.Table, codecs: Mapping[str, str], write: Wri
         return None
     pad_names = [c + PAD_SUFFIX for c in columns]
     codecs = {**codecs, **{p: "none" for p in pad_names}}
-    pads: dict[tuple[int, str], int] = {}
+    groups = -(-table.num_rows // group_rows)
+    pads = {(g, c): ALIGNMENT for g in range(groups) for c in columns}
     for _ in range(PASSES):
         data = write(with_pads(table, columns, group_rows, pads), codecs, pad_names,
                      {c: "DELTA_LENGTH_BYTE_ARRAY" for c in columns})

@@ -129,23 +129,34 @@ def tensor_column(name: str, values: list[Any], info: ColumnInfo, narrow: bool) 
         if a.ndim != info.ndim:
             raise ValueError(f"column '{name}': expected {info.ndim}-d, got shape {a.shape}")
     flat = np.concatenate([a.ravel() for a in present]) if present else np.zeros(0, dtype)
-    stored = narrow_dtype(flat, dtype) if narrow and dtype == np.dtype("<i8") else dtype
-    fs = arrow_fields(info, stored)
     valid = np.array([v is not None for v in values], dtype=bool)
     shapes = np.zeros((len(values), info.ndim), dtype=np.int64)
     shapes[valid] = [a.shape for a in present] if present else np.zeros((0, info.ndim), np.int64)
+    return tensor_arrays(info, flat, valid, shapes, narrow)
+
+
+def tensor_arrays(info: ColumnInfo, flat: np.ndarray, valid: np.ndarray, shapes: np.ndarray,
+                  narrow: bool) -> tuple[list[pa.Array], list[pa.Field]]:
+    """The (bytes, shape) arrays and fields of a tensor column given as every present value's
+    elements joined (`flat`, info.dtype), which rows hold one (`valid`) and each row's shape
+    (`shapes`, zeros where null): the layout rows_to_table writes, from rows or from stored
+    columns alike (storage/concat.py)."""
+    dtype = np.dtype(info.dtype)
+    stored = narrow_dtype(flat, dtype) if narrow and dtype == np.dtype("<i8") else dtype
+    fs = arrow_fields(info, stored)
     mask = pa.array(~valid) if not valid.all() else None
     shape_array = pa.FixedSizeListArray.from_arrays(pa.array(shapes.ravel()), info.ndim, mask=mask)
+    # a null row's shape is all zeros, so its size is 0 too
+    sizes = shapes.prod(axis=1) * stored.itemsize
+    offsets = np.concatenate([[0], np.cumsum(sizes)])
+    values = flat.astype(stored, copy=False)
     if flat.size * stored.itemsize > ONE_BUFFER_BYTES:
-        data = [a.astype(stored, copy=False).tobytes() for a in present]
-        it = iter(data)
-        return [pa.array([next(it) if ok else None for ok in valid], pa.binary()), shape_array], fs
-    sizes = np.zeros(len(values), dtype=np.int64)
-    sizes[valid] = [a.size * stored.itemsize for a in present]
-    offsets = np.concatenate([[0], np.cumsum(sizes)]).astype(np.int32)
+        raw = values.view(np.uint8)
+        data = [raw[offsets[i]:offsets[i + 1]].tobytes() if ok else None for i, ok in enumerate(valid)]
+        return [pa.array(data, pa.binary()), shape_array], fs
     validity = None if mask is None else pa.py_buffer(np.packbits(valid, bitorder="little"))
-    binary = pa.Array.from_buffers(pa.binary(), len(values), [validity, pa.py_buffer(offsets),
-                                   pa.py_buffer(flat.astype(stored, copy=False))], int((~valid).sum()))
+    binary = pa.Array.from_buffers(pa.binary(), len(valid), [validity, pa.py_buffer(offsets.astype(np.int32)),
+                                   pa.py_buffer(values)], int((~valid).sum()))
     return [binary, shape_array], fs
 
 
@@ -213,14 +224,17 @@ def _widen(raw: np.ndarray, offsets: np.ndarray, stored: np.dtype,
     return wide.view(np.uint8), (offsets.astype(np.int64) - offsets[0]) // stored.itemsize * dtype.itemsize
 
 
-def widen_table(table: pa.Table) -> pa.Table:
-    """The table with every narrowed tensor column widened back to its dtype (`gdl.stored_dtype`
-    dropped), so that decoding it, or a copy of it kept elsewhere (the loader's decoded cache),
-    is zero-copy again. One copy of those columns; the others are untouched."""
+def widen_table(table: pa.Table, only: Container[str] | None = None) -> pa.Table:
+    """The table with every narrowed tensor column (or those in `only`) widened back to its dtype
+    (`gdl.stored_dtype` dropped), so that decoding it, or a copy of it kept elsewhere (the
+    loader's decoded cache), is zero-copy again. One copy of those columns; the others are
+    untouched."""
     fields, columns = list(table.schema), list(table.columns)
     for j, f in enumerate(fields):
         meta = dict(f.metadata or {})
         if STORED_DTYPE not in meta or meta.get(b"gdl.encoding") != b"tensor":
+            continue
+        if only is not None and f.name not in only:
             continue
         stored, dtype = np.dtype(meta.pop(STORED_DTYPE).decode()), np.dtype(meta[b"gdl.dtype"].decode())
         columns[j] = pa.chunked_array([_widen_chunk(c, stored, dtype) for c in columns[j].chunks], pa.binary())
@@ -275,6 +289,22 @@ def infer_infos(rows: Iterable[Mapping[str, Any]]) -> dict[str, ColumnInfo]:
             elif prev != info:
                 raise TypeError(f"column '{name}' is {prev.dtype}/{prev.ndim}-d in one sample "
                                 f"and {info.dtype}/{info.ndim}-d in another")
+    return infos
+
+
+def stored_infos(schema: pa.Schema) -> dict[str, ColumnInfo]:
+    """The column layout of a stored shard, from its own field metadata (no manifest needed),
+    in schema order; pad and shape columns are no columns of their own."""
+    infos = {}
+    for field in schema:
+        meta = field.metadata or {}
+        if b"gdl.encoding" in meta:
+            enc = meta[b"gdl.encoding"].decode()
+            ndim = schema.field(field.name + SHAPE_SUFFIX).type.list_size if enc == "tensor" else (
+                1 if enc == "strings" else 0)
+            infos[field.name] = ColumnInfo(field.name, enc, meta[b"gdl.dtype"].decode(), ndim)
+        elif field.name in META_KEYS:
+            infos[field.name] = ColumnInfo(field.name, "string", "str", 0)
     return infos
 
 

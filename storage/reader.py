@@ -9,6 +9,7 @@ private mapping of the file (storage/pages.py), no copy.
 from __future__ import annotations
 
 import bisect
+import contextlib
 from collections import OrderedDict
 from functools import cached_property
 from typing import Any, Sequence
@@ -21,7 +22,8 @@ import pyarrow.parquet as pq
 from fsspec.implementations.local import LocalFileSystem
 
 from storage.aligned import PAD_SUFFIX
-from storage.arrays import META_KEYS, SHAPE_SUFFIX, STORED_DTYPE, ColumnInfo, decode_column, shape_rows, widen_table
+from storage.arrays import (SHAPE_SUFFIX, STORED_DTYPE, ColumnInfo, decode_column, shape_rows, stored_infos,
+                            widen_table)
 
 from storage.fs import join, resolve
 from storage.geometry import GEOMETRY_KEY
@@ -335,15 +337,20 @@ def read_rows(uri: str, shard_path: str, start: int, count: int,
                 first = offset if first is None else first
             offset += rows
         table = pf.read_row_groups(groups, columns=names).slice(start - (first or 0), count)
-    infos = {}
-    for field in table.schema:
-        meta = field.metadata or {}
-        if b"gdl.encoding" in meta:
-            enc = meta[b"gdl.encoding"].decode()
-            ndim = table.schema.field(field.name + SHAPE_SUFFIX).type.list_size if enc == "tensor" else (
-                1 if enc == "strings" else 0)
-            infos[field.name] = ColumnInfo(field.name, enc, meta[b"gdl.dtype"].decode(), ndim)
-        elif field.name in META_KEYS:
-            infos[field.name] = ColumnInfo(field.name, "string", "str", 0)
+    infos = stored_infos(table.schema)
     decoded = {name: decode_column(table, info) for name, info in infos.items()}
     return [{k: v[i] for k, v in decoded.items() if v[i] is not None} for i in range(table.num_rows)]
+
+
+def read_stored(uri: str, shard_path: str) -> pa.Table:
+    """A whole shard file as stored, undecoded: its columns (pad columns left out), narrowed int
+    columns still narrow. What a re-run copies unchanged rows from (storage/concat.py)."""
+    fs, root = resolve(uri)
+    path = join(root, shard_path)
+    with contextlib.ExitStack() as stack:
+        # a local file through pyarrow's own reader: no Python file object, no GIL per read
+        source = path if isinstance(fs, LocalFileSystem) else stack.enter_context(fs.open(path, "rb"))
+        pf = stack.enter_context(pq.ParquetFile(source))
+        schema = pf.schema_arrow
+        names = [n for name in stored_infos(schema) for n in (name, name + SHAPE_SUFFIX) if n in schema.names]
+        return pf.read(columns=names, use_threads=False)

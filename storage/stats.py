@@ -8,7 +8,7 @@ min and max are over the finite values. Computed while writing, merged on commit
 """
 from __future__ import annotations
 
-from typing import Any, Iterable, Mapping
+from typing import Any, Iterable, Mapping, Sequence
 
 import numpy as np
 
@@ -19,12 +19,21 @@ def column_stats(values: Iterable[Any]) -> dict[str, Any] | None:
     if not arrays:
         return None
     shapes = np.array([a.shape for a in arrays], dtype=np.int64).reshape(len(arrays), -1)
-    shape = [int(col[0]) if (col == col[0]).all() else None for col in shapes.T]
     # One reduction over all values at once: per-sample reductions cost ~10 us each, which is
     # most of the time for small samples (molecules). Large samples are reduced one by one so
     # that no copy of a whole shard's column is made.
     small = sum(a.size for a in arrays) <= 1 << 22
-    parts = [np.concatenate([a.ravel() for a in arrays])] if small else [a.ravel() for a in arrays]
+    return values_stats([np.concatenate([a.ravel() for a in arrays])] if small else [a.ravel() for a in arrays],
+                        shapes)
+
+
+def values_stats(parts: Sequence[np.ndarray], shapes: np.ndarray) -> dict[str, Any] | None:
+    """column_stats of arrays given as their values (1-d `parts`, joined or not: the result is
+    the same) and their shapes (one row per array): the writer's path for columns it holds
+    joined already (storage/concat.py)."""
+    if not len(shapes):
+        return None
+    shape = [int(col[0]) if (col == col[0]).all() else None for col in shapes.T]
     lo = hi = None
     nans = infs = 0
     for a in parts:
@@ -36,7 +45,7 @@ def column_stats(values: Iterable[Any]) -> dict[str, Any] | None:
             lo = amin if lo is None else min(lo, amin)
             hi = amax if hi is None else max(hi, amax)
     return {"shape": shape, "shape_min": shapes.min(axis=0).tolist(), "shape_max": shapes.max(axis=0).tolist(),
-            "min": lo, "max": hi, "nan_count": nans, "inf_count": infs, "count": len(arrays)}
+            "min": lo, "max": hi, "nan_count": nans, "inf_count": infs, "count": len(shapes)}
 
 
 def merge_stats(a: Mapping[str, Any] | None, b: Mapping[str, Any] | None) -> dict[str, Any] | None:

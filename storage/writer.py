@@ -19,14 +19,15 @@ import hashlib
 import io
 import json
 import time
-from typing import Any, Mapping, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
 from storage.aligned import ALIGNED_PAGE_BYTES, aligned_parquet_bytes
-from storage.arrays import STORED_DTYPE, ColumnInfo, infer_infos, rows_to_table
+from storage.arrays import ONE_BUFFER_BYTES, STORED_DTYPE, ColumnInfo, infer_infos, rows_to_table, widen_table
+from storage.concat import join_parts, joined_stats, joined_table
 from storage.fs import join, resolve, write_bytes_atomic
 from storage.geometry import geometry_manifest
 from storage.items_index import write_items_index
@@ -122,14 +123,25 @@ def column_codecs(table: pa.Table, compression: str, below: float) -> dict[str, 
 
 def encode_rows(rows: Sequence[Mapping[str, Any]], infos: Mapping[str, ColumnInfo], compression: str,
                 compress_below: float, narrow: bool) -> tuple[pa.Table, dict[str, str]]:
-    """The rows as an Arrow table and each column's codec: int64 columns narrowed where the
-    codec then compresses them (column_codecs on the narrowed bytes), kept as int64 elsewhere."""
-    table = rows_to_table(list(rows), infos, narrow)
+    """The rows as an Arrow table and each column's codec (encode_table)."""
+    return encode_table(lambda keep: rows_to_table(list(rows), infos, keep), compression, compress_below, narrow)
+
+
+def encode_table(build: Callable[[bool | set[str]], pa.Table], compression: str, compress_below: float,
+                 narrow: bool) -> tuple[pa.Table, dict[str, str]]:
+    """A shard's table and each column's codec: int64 columns narrowed where the codec then
+    compresses them (column_codecs on the narrowed bytes), kept as int64 elsewhere.
+    `build(narrow)`: the table, int64 tensor columns narrowed as rows_to_table's `narrow` says."""
+    table = build(narrow)
     codecs = column_codecs(table, compression, compress_below)
     narrowed = {f.name for f in table.schema if STORED_DTYPE in (f.metadata or {})}
     keep = {name for name in narrowed if codecs[name] != "none"}
     if keep != narrowed:
-        table = rows_to_table(list(rows), infos, keep)
+        # Only those columns widened, not the whole table built again (which was a third of a
+        # one-record shard's encoding); one of over 1 GiB is built by build(keep), as
+        # rows_to_table splits such a column into chunks (x 2: int32 back to int64).
+        wide = sum(table.column(name).nbytes for name in narrowed - keep) * 2
+        table = widen_table(table, narrowed - keep) if wide <= ONE_BUFFER_BYTES else build(keep)
     return table, codecs
 
 
@@ -179,46 +191,73 @@ def write_shard(uri: str, rows: Sequence[Mapping[str, Any]], infos: Mapping[str,
                 row_group_size: int | None = None, *, name: str | None = None,
                 files: Sequence[Mapping[str, Any]] | None = None, compression: str = COMPRESSION,
                 narrow: bool = NARROW, compress_below: float = COMPRESS_BELOW,
-                geometry: Sequence[str] = (), align: bool = ALIGN) -> dict[str, Any]:
+                geometry: Sequence[str] = (), align: bool = ALIGN,
+                parts: Sequence[pa.Table] | None = None) -> dict[str, Any]:
     """Write one shard: its samples (`rows`, in file order) and its per-file sidecar.
 
     `name`: the pipeline passes the hash of the shard's inputs; by default the hash of its
     sample ids. `files`: one mapping per raw file with file, file_key, size, mtime_ns, samples
     (row count) and errors (a list of error dicts); by default one per row, from `source`.
+    `parts`, instead of `rows` (then `name` and `files` are needed): the samples as Arrow tables
+    in the stored layout, in order (storage/concat.py: rows copied from an old shard, new rows),
+    written as the same rows given as `rows` would be.
     Returns the shard's manifest entry. Safe from many processes at once: names are unique per
     input and each file is written atomically. `compression`, `compress_below`, `narrow`, `align`:
     see table_to_parquet_bytes and storage/arrays.py rows_to_table; a reader needs none of them.
     """
+    if parts is not None and (name is None or files is None):
+        raise ValueError("write_shard: `parts` need the shard's `name` and `files`")
     if name is None:
         name = hashlib.sha256("\n".join(r["sample_id"] for r in rows).encode()).hexdigest()[:24]
     if files is None:
         files = [{"file": r["source"], "file_key": r["sample_id"], "record": -1, "key": r["sample_id"],
                   "samples": 1} for r in rows]
     fs, root = resolve(uri)
-    entry: dict[str, Any] = {"name": name, "path": None, "rows": len(rows), "bytes": 0,
+    encoded = encode_shard(rows, parts, infos, compression, compress_below, narrow)
+    entry: dict[str, Any] = {"name": name, "path": None, "rows": encoded[0].num_rows if encoded else 0, "bytes": 0,
                              "files": len(files), "first_file": files[0]["file"] if files else None,
                              "first_record": files[0].get("record", -1) if files else -1,
                              "columns": {}, "stats": {}, "geometry": sorted(set(geometry)),
                              "errors": [e for f in files for e in (f.get("errors") or [])]}
-    if rows:
-        infos = dict(infos) if infos is not None else infer_infos(rows)
-        table, codecs = encode_rows(rows, infos, compression, compress_below, narrow)
+    if encoded:
+        table, codecs, infos, stats = encoded
         data = table_to_parquet_bytes(table, row_group_size, compression, codecs=codecs, align=align)
         # sha256 of the bytes: names hash the inputs, this says what is in the file (the
         # loader's decoded cache is keyed by it)
         entry.update(path=f"shards/{name}.parquet", bytes=len(data),
                      sha256=hashlib.sha256(data).hexdigest(),
-                     columns={k: v.to_json() for k, v in infos.items()},
-                     stats={k: column_stats(r.get(k) for r in rows) for k in infos})
+                     columns={k: v.to_json() for k, v in infos.items()}, stats=stats)
         write_bytes_atomic(fs, join(root, entry["path"]), data)
-    sidecar = pa.Table.from_pylist(
-        [{**{k: f.get(k) for k in FILES_SCHEMA.names if k not in ("errors", "shard")},
-          "shard": name, "errors": json.dumps(list(f.get("errors") or []))} for f in files],
-        schema=FILES_SCHEMA)
     meta = {b"gdl.shard": json.dumps({k: v for k, v in entry.items() if k != "name"}).encode()}
-    sidecar = sidecar.replace_schema_metadata(meta)
-    write_bytes_atomic(fs, join(root, f"shards/{name}.files.parquet"), table_to_parquet_bytes(sidecar))
+    write_bytes_atomic(fs, join(root, f"shards/{name}.files.parquet"),
+                       table_to_parquet_bytes(sidecar_table(name, files).replace_schema_metadata(meta)))
     return entry
+
+
+def sidecar_table(name: str, files: Sequence[Mapping[str, Any]]) -> pa.Table:
+    """A shard's index (module docstring), built column by column: a row dict per file through
+    from_pylist costs ~8 us a file, most of a 256-record shard's sidecar."""
+    columns = {k: [f.get(k) for f in files] for k in FILES_SCHEMA.names if k not in ("errors", "shard")}
+    columns.update(shard=[name] * len(files), errors=[json.dumps(list(f.get("errors") or [])) for f in files])
+    return pa.Table.from_arrays([pa.array(columns[f.name], f.type) for f in FILES_SCHEMA], schema=FILES_SCHEMA)
+
+
+def encode_shard(rows: Sequence[Mapping[str, Any]], parts: Sequence[pa.Table] | None,
+                 infos: Mapping[str, ColumnInfo] | None, compression: str, compress_below: float,
+                 narrow: bool) -> tuple[pa.Table, dict[str, str], dict[str, ColumnInfo], dict[str, Any]] | None:
+    """(table, codecs, layout, statistics) of a shard's samples given as rows or as parts
+    (write_shard); None when there are none."""
+    if parts is not None:
+        joined = join_parts(parts)
+        if not joined.rows:
+            return None
+        table, codecs = encode_table(lambda keep: joined_table(joined, keep), compression, compress_below, narrow)
+        return table, codecs, joined.infos, joined_stats(joined)
+    if not rows:
+        return None
+    infos = dict(infos) if infos is not None else infer_infos(rows)
+    table, codecs = encode_rows(rows, infos, compression, compress_below, narrow)
+    return table, codecs, infos, {k: column_stats(r.get(k) for r in rows) for k in infos}
 
 
 def read_shard_entry(uri: str, name: str) -> dict[str, Any]:

@@ -75,6 +75,15 @@ def test_one_record_changed_recomputes_that_record_only(tmp_path, sdf, dask_clie
     # incremental = fresh: the same rows, sources renumbered, as a run from scratch on the new file
     assert _rows(spec.output) == _fresh_rows(tmp_path, sdf, "fresh")
     assert second["sample_count"] == {"append": 61, "edit": 60, "remove": 59}[change]
+    # and the same bytes in every shard both have, the ones rewritten from copied rows included
+    ours, theirs = (_shard_hashes(tmp_path / name) for name in ("ds", "fresh"))
+    assert all(ours[name] == theirs[name] for name in ours.keys() & theirs.keys())
+    assert change != "edit" or ours.keys() == theirs.keys()
+
+
+def _shard_hashes(folder):
+    """The sha256 of each shard file of a dataset's current version, by shard name."""
+    return {s["name"]: s.get("sha256") for s in json.loads((folder / "manifest.json").read_text())["shards"]}
 
 
 def _cli_preprocess(tmp_path, source, ops=OPS, **extra):

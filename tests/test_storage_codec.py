@@ -11,7 +11,9 @@ from gdl_data.errors import SpecError
 from gdl_data.loader import GeometryStream
 from pipelines.spec import parse_spec
 from storage import StoredDataset, commit_version, write_shard
+from storage.arrays import infer_infos, rows_to_table
 from storage.reader import read_rows
+from storage.writer import COMPRESS_BELOW, encode_rows
 
 README = Path(__file__).resolve().parents[1] / "README.md"
 LAYOUTS = [(codec, narrow) for codec in ("none", "snappy", "lz4", "zstd", "zstd-9") for narrow in (False, True)]
@@ -131,3 +133,14 @@ def test_compression_is_a_spec_key_checked_early():
     for bad in ("gzip", "zstd-99", 3, None):
         with pytest.raises(SpecError, match="write e.g. compression: lz4"):
             parse_spec({**base, "compression": bad})
+
+
+def test_a_column_narrowed_then_widened_back_is_the_column_built_wide():
+    """encode_rows widens only the narrowed columns the codec cannot shrink (not the whole table
+    built again): the table is the one rows_to_table builds with just the kept ones narrowed."""
+    rows = _rows(8)
+    infos = infer_infos(rows)
+    table, _ = encode_rows(rows, infos, "lz4", COMPRESS_BELOW, True)
+    kept = {f.name for f in table.schema if b"gdl.stored_dtype" in (f.metadata or {})}
+    assert "edge_index" in kept and "faces" not in kept      # one kept narrow, one widened back
+    assert table.equals(rows_to_table(rows, infos, kept), check_metadata=True)
