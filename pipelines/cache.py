@@ -272,7 +272,7 @@ def previous_items(uri: str) -> tuple[dict[str, Any] | None, pa.Table | None]:
     indexed = read_items_index(uri, manifest)
     if indexed is not None:
         manifest["shards"], table = indexed
-        return manifest, table
+        return manifest, _with_blocks(table)
     read_back = _read_sidecars(uri, [s["name"] for s in manifest["shards"]])
     manifest["shards"] = [{"name": s["name"], **json.loads(entry)} for s, (entry, _) in zip(manifest["shards"], read_back)]
     table = pa.concat_tables([t for _, t in read_back])
@@ -280,7 +280,14 @@ def previous_items(uri: str) -> tuple[dict[str, Any] | None, pa.Table | None]:
               "stop": pc.coalesce(table["stop"], table["size"]), "key": pc.coalesce(table["key"], table["file_key"])}
     for name, column in filled.items():
         table = table.set_column(table.schema.get_field_index(name), name, column)
-    return manifest, table.append_column(BLOCK_COLUMN, pa.nulls(len(table), pa.string()))
+    return manifest, _with_blocks(table)
+
+
+def _with_blocks(table: pa.Table) -> pa.Table:
+    """`table` with BLOCK_COLUMN (null when its source has none: sidecars hold no digests)."""
+    if BLOCK_COLUMN in table.column_names:
+        return table
+    return table.append_column(BLOCK_COLUMN, pa.nulls(len(table), pa.string()))
 
 
 def _read_sidecars(uri: str, names: Sequence[str]) -> list[tuple[bytes, pa.Table]]:
@@ -322,7 +329,7 @@ def _exact(table: pa.Table, current: pa.Table | None) -> pa.Table:
     record and key) taken from `current`, and BLOCK_COLUMN (null where not matched)."""
     exact = ("file_key", "size", "mtime_ns", "start", "stop", BLOCK_COLUMN)
     if current is None or not len(table):
-        return table.append_column(BLOCK_COLUMN, pa.nulls(len(table), pa.string()))
+        return _with_blocks(table)
     where = pc.index_in(_ident(table), value_set=_ident(current))
     for name in exact:
         column = current[name].take(where)      # null where not matched
