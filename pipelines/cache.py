@@ -308,17 +308,23 @@ def _read_sidecars(uri: str, names: Sequence[str]) -> list[tuple[bytes, pa.Table
         return list(pool.map(read, names))
 
 
-def version_items(uri: str, plan: RunPlan, shards: Sequence[Mapping[str, Any]]) -> pa.Table:
+def version_items(uri: str, plan: RunPlan, shards: Sequence[Mapping[str, Any]],
+                  computed: Mapping[str, pa.Table] | None = None) -> pa.Table:
     """A new version's items index: the sidecar rows of its `shards`, in their order (a kept
-    shard's from the previous version's rows as planning read them, a new shard's from its
-    sidecar), with each item's file state, span and block digest as planning found them now
-    (a kept shard's sidecar keeps those of the file version it was computed from)."""
+    shard's from the previous version's rows as planning read them, a new shard's as its
+    computation handed them back in `computed`, by name, else from its sidecar), with each
+    item's file state, span and block digest as planning found them now (a kept shard's
+    sidecar keeps those of the file version it was computed from)."""
     previous = plan.previous_items if plan.previous_items is not None else FILES_SCHEMA.empty_table()
     by_shard = _rows_by(previous, "shard") if len(previous) else {}
+    computed = computed or {}
     new = [s["name"] for s in shards if s["name"] not in by_shard]
-    for name, (_, rows) in zip(new, _read_sidecars(uri, new)):   # after the previous rows
+    unread = [name for name in new if name not in computed]
+    read_back = dict(zip(unread, (rows for _, rows in _read_sidecars(uri, unread))))
+    for name in new:                                           # after the previous rows
+        rows = computed[name] if name in computed else read_back[name]
         by_shard[name] = np.arange(len(previous), len(previous) + len(rows))
-        previous = pa.concat_tables([previous.select(FILES_SCHEMA.names), rows])
+        previous = pa.concat_tables([previous.select(FILES_SCHEMA.names), rows.select(FILES_SCHEMA.names)])
     order = [by_shard[s["name"]] for s in shards]
     table = previous.select(FILES_SCHEMA.names).take(np.concatenate(order) if order else np.zeros(0, np.int64))
     return _exact(table, plan.current_items)

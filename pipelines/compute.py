@@ -33,6 +33,7 @@ from storage import infer_infos, read_shard_entry, shard_done, write_shard
 from storage.geometry import GEOMETRY_KEY, geometry_exists, write_geometry
 from storage.concat import rows_part
 from storage.reader import read_rows, read_stored
+from storage.writer import sidecar_table
 
 
 @dataclass
@@ -79,6 +80,7 @@ class ShardResult:
     resumed: bool = False
     place: str = "dask worker"       # where it was computed: or "forked process" (small runs)
     notes: dict[str, int] = field(default_factory=dict)   # warnings the ops gave, with counts
+    sidecar_rows: pa.Table | None = None    # for the version's items index (None: resumed)
 
     @property
     def items(self) -> int:
@@ -501,10 +503,11 @@ def write_items(uri: str, name: str, results: Sequence[ItemResult], layout: Mapp
         if GEOMETRY_KEY in table.column_names:
             keys.update(k for k in table.column(GEOMETRY_KEY).to_pylist() if k)
     infos = infer_infos(records) if records and parts is None else None
+    sidecar = sidecar_table(name, index)
     entry = write_shard(uri, records if parts is None else [], infos, name=name, files=index,
                         row_group_size=layout["row_group_size"], compression=layout["compression"],
-                        geometry=sorted(keys), parts=parts)
-    out = ShardResult(entry, errors=[e for res in results for e in res.errors])
+                        geometry=sorted(keys), parts=parts, sidecar=sidecar)
+    out = ShardResult(entry, errors=[e for res in results for e in res.errors], sidecar_rows=sidecar)
     for res in results:
         _add(out.seconds, res.seconds)
         _add(out.computed, res.computed)

@@ -125,8 +125,9 @@ def commit(job: Job, results: Sequence[ShardResult], seconds_total: float) -> di
     # Row order: shards by their first item, so reused and new shards interleave as listed.
     shards = sorted(kept + [r.entry for r in results],
                     key=lambda e: (e["first_file"] or "", e.get("first_record", -1)))
+    computed = {r.entry["name"]: r.sidecar_rows for r in results if r.sidecar_rows is not None}
     manifest = commit_version(spec.output, shards, [e for s in shards for e in s["errors"]], extra,
-                              items=version_items(spec.output, plan, shards))
+                              items=version_items(spec.output, plan, shards, computed))
     prune_versions(spec.output, spec.keep_versions)
     return manifest
 

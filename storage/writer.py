@@ -192,7 +192,7 @@ def write_shard(uri: str, rows: Sequence[Mapping[str, Any]], infos: Mapping[str,
                 files: Sequence[Mapping[str, Any]] | None = None, compression: str = COMPRESSION,
                 narrow: bool = NARROW, compress_below: float = COMPRESS_BELOW,
                 geometry: Sequence[str] = (), align: bool = ALIGN,
-                parts: Sequence[pa.Table] | None = None) -> dict[str, Any]:
+                parts: Sequence[pa.Table] | None = None, sidecar: pa.Table | None = None) -> dict[str, Any]:
     """Write one shard: its samples (`rows`, in file order) and its per-file sidecar.
 
     `name`: the pipeline passes the hash of the shard's inputs; by default the hash of its
@@ -230,7 +230,7 @@ def write_shard(uri: str, rows: Sequence[Mapping[str, Any]], infos: Mapping[str,
         write_bytes_atomic(fs, join(root, entry["path"]), data)
     meta = {b"gdl.shard": json.dumps({k: v for k, v in entry.items() if k != "name"}).encode()}
     write_bytes_atomic(fs, join(root, f"shards/{name}.files.parquet"),
-                       table_to_parquet_bytes(sidecar_table(name, files).replace_schema_metadata(meta)))
+                       table_to_parquet_bytes((sidecar or sidecar_table(name, files)).replace_schema_metadata(meta)))
     return entry
 
 
