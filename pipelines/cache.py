@@ -327,7 +327,7 @@ def version_items(uri: str, plan: RunPlan, shards: Sequence[Mapping[str, Any]],
         previous = pa.concat_tables([previous.select(FILES_SCHEMA.names), rows.select(FILES_SCHEMA.names)])
     order = [by_shard[s["name"]] for s in shards]
     table = previous.select(FILES_SCHEMA.names).take(np.concatenate(order) if order else np.zeros(0, np.int64))
-    return _exact(table, plan.current_items)
+    return _exact(table.combine_chunks(), plan.current_items)
 
 
 def _exact(table: pa.Table, current: pa.Table | None) -> pa.Table:
