@@ -45,7 +45,7 @@ import pyarrow.parquet as pq
 
 from gdl_data.ops import get_op
 from gdl_data.ops.registry import params_dict
-from gdl_data.readers import READERS_VERSION, companion_files, record_salt, record_splitter, splits_locally
+from gdl_data.readers import READERS_VERSION, companion_files, record_salt, record_splitter, record_start_test
 from gdl_data.readers.validate import TimeLimitExceeded, file_time_limit, not_a_regular_file, with_time_limit
 from pipelines.geometry import GEOMETRY_SALT, spec_shares
 from pipelines.record_blocks import BLOCK_RECORDS, Records, split_records
@@ -198,7 +198,7 @@ def file_items(state: FileState, domain: str, old: Records | None = None) -> lis
         return [dataclasses.replace(whole, file_key=key, key=key)]
     try:
         records = _salted_records(data, split, salt) if salt else \
-            split_records(data, split, old, splits_locally(state.file, domain))
+            split_records(data, split, old, record_start_test(state.file, domain))
     except Exception:  # noqa: BLE001 - unsplittable bytes: read whole, the reader reports why
         records = None
     if records is None:

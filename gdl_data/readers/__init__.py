@@ -32,6 +32,7 @@ RecordParser = Callable[[bytes, str], Sample]
 # source, ctx). Its `companions(path)` are the other files each record depends on: their bytes
 # enter every record's key (record_salt) and their sizes and mtimes the file's change check.
 Context = Callable[[str], object]
+StartTest = Callable[[bytes, int], bool]
 
 # extension -> (domain, module attribute); filled by the domain modules' EXTENSIONS tables.
 _READERS: dict[str, dict[str, Reader]] = {}
@@ -45,23 +46,25 @@ def register_reader(domain: str, extensions: tuple[str, ...], reader: Reader) ->
 _SIDECARS: dict[str, list[Callable[[str], bool]]] = {}
 _RECORDS: dict[str, dict[str, tuple[Splitter, RecordParser, Context | None]]] = {}
 _COMPANIONS: dict[str, dict[str, Callable[[str], list[str]]]] = {}
-_LOCAL: set[tuple[str, str]] = set()
+_STARTS: dict[tuple[str, str], StartTest] = {}
 
 
 def register_records(domain: str, extensions: tuple[str, ...], split: Splitter, parse: RecordParser,
-                     context: Context | None = None, local: bool = False) -> None:
+                     context: Context | None = None, starts_at: StartTest | None = None) -> None:
     """Declare a multi-record format: how to split a file's bytes and how to parse one record.
 
-    `local`: where a record starts and ends depends only on the bytes from the start of that
-    record to the start of the next (or the end of the file, for the last record), so a region
-    of whole records whose bytes did not change keeps its spans, and splitting may resume at any
-    record's start. Planning then re-splits only what follows a file's unchanged records
-    (pipelines/record_blocks.py); tests/test_record_blocks.py checks the property per format.
+    `starts_at(data, offset)`: whether a record starts at `offset` of `data`, judged from the
+    bytes before it; for a format whose splitter is local: where a record starts and ends
+    depends only on the bytes from its start to the next record's start (the end of the file
+    for the last record), so whole records whose bytes did not change keep their spans, and
+    splitting may start at any record's start and stop at any other. Planning then splits a
+    changed file again only between its unchanged ends (pipelines/record_blocks.py);
+    tests/test_record_blocks.py checks the property per format.
     """
     for ext in extensions:
         _RECORDS.setdefault(domain, {})[ext.lower()] = (split, parse, context)
-        if local:
-            _LOCAL.add((domain, ext.lower()))
+        if starts_at is not None:
+            _STARTS[(domain, ext.lower())] = starts_at
 
 
 def register_companions(domain: str, extensions: tuple[str, ...], companions: Callable[[str], list[str]]) -> None:
@@ -101,10 +104,13 @@ def record_splitter(path: str, domain: str) -> Splitter | None:
     return split if context is None else functools.partial(_split_in_context, split, context, path)
 
 
-def splits_locally(path: str, domain: str) -> bool:
-    """True for a format registered as `local` (register_records) without companions."""
+def record_start_test(path: str, domain: str) -> StartTest | None:
+    """The `starts_at` test of `path`'s format (register_records), None for a format without
+    one or with companions."""
     _load()
-    return (domain, extension(path)) in _LOCAL and not _COMPANIONS.get(domain, {}).get(extension(path))
+    if _COMPANIONS.get(domain, {}).get(extension(path)):
+        return None
+    return _STARTS.get((domain, extension(path)))
 
 
 def _split_in_context(split, context: Context, path: str, data: bytes) -> list[tuple[int, int]]:

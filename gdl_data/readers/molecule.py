@@ -48,6 +48,16 @@ def sdf_record_spans(data: bytes) -> list[tuple[int, int]]:
     return spans
 
 
+def sdf_record_starts_at(data: bytes, offset: int) -> bool:
+    """Whether a record of `data` starts at byte `offset`: the file's start, or just after a
+    line that starts with `$$$$` (sdf_record_spans)."""
+    if offset == 0:
+        return True
+    if not 0 < offset <= len(data) or data[offset - 1] != 0x0A:
+        return False
+    return data.startswith(b"$$$$", data.rfind(b"\n", 0, offset - 1) + 1)
+
+
 def split_sdf_records(data: bytes) -> list[bytes]:
     """The records of an SDF file, each without its `$$$$` line; a last unterminated one kept."""
     return [data[start:stop] for start, stop in sdf_record_spans(data)]
@@ -202,9 +212,9 @@ def read_pdb(path: str, source: str) -> Iterator[Molecule | ReadError]:
 
 
 register_reader("molecule", (".sdf", ".sd", ".mol"), read_sdf)
-# local: a record ends at its `$$$$` line, found from its own start. XYZ frames are not declared
-# local: a frame's last line ending may be "\r" that the next bytes turn into "\r\n".
-register_records("molecule", (".sdf", ".sd"), sdf_record_spans, parse_sdf_record, local=True)
+# SDF records are local: a record ends at its `$$$$` line, found from its own start. XYZ frames
+# are not: a frame's last line ending may be "\r" that the next bytes turn into "\r\n".
+register_records("molecule", (".sdf", ".sd"), sdf_record_spans, parse_sdf_record, starts_at=sdf_record_starts_at)
 register_reader("molecule", (".pdb", ".ent"), read_pdb)
 register_reader("molecule", (".xyz", ".extxyz"), read_xyz)
 register_records("molecule", (".xyz", ".extxyz"), xyz_frame_spans, parse_xyz_frame)
