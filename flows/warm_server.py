@@ -46,9 +46,10 @@ class Spare:
 @dataclass
 class Run:
     pid: int
-    conn: socket.socket | None          # None once the client went away
+    conn: socket.socket | None          # None once the client went away or has its exit status
     started: float
     command: str
+    child: socket.socket | None = None   # the child tells its exit status down this before it exits
     kill_at: float | None = None         # when the child's process group gets SIGKILL
 
 
@@ -279,10 +280,12 @@ class Server:
         return None
 
     def start_run(self, conn: socket.socket, request: dict, fds: list[int]) -> None:
-        pid = self.launch(conn, request, fds)
-        run = Run(pid, conn, time.monotonic(), " ".join(request["argv"][:2]))
+        pid, child = self.launch(conn, request, fds)
+        run = Run(pid, conn, time.monotonic(), " ".join(request["argv"][:2]), child)
         self.runs[pid] = run
         self.sel.register(conn, selectors.EVENT_READ, functools.partial(self.from_client, run))
+        child.setblocking(False)
+        self.sel.register(child, selectors.EVENT_READ, functools.partial(self.from_child, run))
         self.served += 1
         self.last_active = run.started
         try:
@@ -292,19 +295,22 @@ class Server:
             return
         conn.setblocking(False)
 
-    def launch(self, conn: socket.socket, request: dict, fds: list[int]) -> int:
-        """The pid of the process now running the command: the spare child forked while the
-        server was idle (a fork of this process takes 10-15 ms), else a new fork."""
+    def launch(self, conn: socket.socket, request: dict, fds: list[int]) -> tuple[int, socket.socket]:
+        """The pid of the process now running the command and the socket its exit status comes
+        down: the spare child forked while the server was idle (a fork of this process takes
+        10-15 ms), else a new fork."""
         spare, self.spare = self.spare, None
         if spare is not None:
             try:
                 link.send_message(spare.sock, request, fds)
-                return spare.pid
+                return spare.pid, spare.sock
             except OSError:                  # it died meanwhile: reaped with the others
-                pass
-            finally:
                 spare.sock.close()
-        return self.fork(lambda mask: warm_child.become_command(self, request, fds, mask, close=[conn]))
+        ours, theirs = socket.socketpair()
+        pid = self.fork(lambda mask: warm_child.become_command(self, request, fds, mask, theirs,
+                                                               close=[conn, ours]))
+        theirs.close()
+        return pid, ours
 
     def make_spare(self) -> None:
         """A child that waits for the next command with everything but the command done."""
@@ -357,8 +363,40 @@ class Server:
             run.conn.close()
             run.conn = None
 
+    def from_child(self, run: Run) -> None:
+        """The exit status a child sends once everything its command does is done (files, lock,
+        output flushed, its stdio let go), just before it exits: the client has it without
+        waiting for the child's 280 MB address space to be torn down (≈ 10 ms). End of stream
+        without it: the child died, and its wait status is reported when it is reaped."""
+        try:
+            data = run.child.recv(64)
+        except BlockingIOError:
+            return
+        except OSError:
+            data = b""
+        self.drop_child(run)
+        if data[:1] == b"x" and data[1:].strip().lstrip(b"-").isdigit():
+            self.report(run, int(data[1:]))
+
+    def drop_child(self, run: Run) -> None:
+        if run.child is not None:
+            self.sel.unregister(run.child)
+            run.child.close()
+            run.child = None
+
+    def report(self, run: Run, code: int) -> None:
+        """The exit status to the client, which then ends; once per run."""
+        if run.conn is not None:
+            try:
+                run.conn.setblocking(True)
+                link.send_message(run.conn, {"exit": code})
+            except OSError:
+                pass
+            self.drop_client(run)
+
     def reap(self) -> None:
-        """Collect ended children; send each one's exit status to its client."""
+        """Collect ended children; send each one's exit status to its client (unless the child
+        sent it itself)."""
         while self.runs:
             try:
                 pid, wait_status = os.waitpid(-1, os.WNOHANG)
@@ -375,13 +413,8 @@ class Server:
                 continue
             code = os.waitstatus_to_exitcode(wait_status)
             code = 128 - code if code < 0 else code              # killed by signal N: 128 + N
-            if run.conn is not None:
-                try:
-                    run.conn.setblocking(True)
-                    link.send_message(run.conn, {"exit": code})
-                except OSError:
-                    pass
-                self.drop_client(run)
+            self.drop_child(run)
+            self.report(run, code)
             self.last_active = time.monotonic()
             log(f"child {pid} (gdl {run.command}): exit {code} after {self.last_active - run.started:.2f} s")
 

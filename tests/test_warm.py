@@ -274,3 +274,89 @@ def test_a_server_that_dies_mid_command_is_one_line_and_ends_the_command(tmp_pat
         assert live_members(child) == []
     finally:
         _end(info["pid"])
+
+
+def _fork(then) -> int:
+    """A child of this test process that runs `then()` and leaves with os._exit."""
+    pid = os.fork()
+    if pid == 0:
+        try:
+            then()
+        finally:
+            os._exit(0)
+    return pid
+
+
+def test_a_child_hands_back_its_exit_status_and_the_clients_stdio_before_it_exits(tmp_path):
+    """flows/warm_child.py: the command's status comes down the server's socket, and the
+    client's stdout (a pipe here) reaches its end, while the child still lives (stopped here
+    by itself right after: the status cannot have come from its exit)."""
+    import socket as sockets
+
+    from flows import warm_child
+    sdf = tmp_path / "mols.sdf"
+    write_conformer_sdf(str(sdf), 2, seed=3)
+    spec = _spec(tmp_path, "mols", sdf, {"eigenbasis": {"k": 2}})
+    ours, theirs = sockets.socketpair()
+    out_r, out_w = os.pipe()
+    fds = [os.open(os.devnull, os.O_RDONLY), out_w, os.dup(2)]
+    request = {"argv": ["validate", str(spec)], "argv0": "gdl", "cwd": str(tmp_path), "env": dict(os.environ),
+               "path": sys.path, "umask": 0o022}
+    real_exit = os._exit
+
+    def run():
+        os._exit = lambda code: (os.kill(os.getpid(), signal.SIGSTOP), real_exit(code))
+        sys.stdout, sys.stderr = sys.__stdout__, sys.__stderr__       # not pytest's capture
+        warm_child._run_command(request, fds, set(), theirs)
+    pid = _fork(run)
+    for fd in fds:
+        os.close(fd)
+    theirs.close()
+    try:
+        ours.settimeout(60)
+        assert ours.recv(64) == b"x0"
+        with os.fdopen(out_r) as out:
+            assert out.read() == "1 spec(s) valid\n"           # end of file: the child let go of it
+        _, status = os.waitpid(pid, os.WUNTRACED)
+        assert os.WIFSTOPPED(status)                           # it had not exited yet
+    finally:
+        os.kill(pid, signal.SIGKILL)
+        os.waitpid(pid, 0)
+
+
+def test_the_server_tells_the_client_a_childs_exit_status_before_the_child_ends(tmp_path):
+    """flows/warm_server.py: the status a child sends reaches the client at once, not when the
+    child is reaped (a stand-in child here, which then lingers as a slow teardown would)."""
+    import socket as sockets
+
+    from flows import warm_client as link
+    from flows.warm_server import Server, Spare, listen
+    path = str(tmp_path / "s.sock")
+    server = Server(listen(path), path, "fp", 1.0, 0.0)
+    ours, theirs = sockets.socketpair()
+
+    def stand_in():
+        ours.close()
+        link.recv_message(theirs, max_fds=3)
+        theirs.sendall(b"x5")
+        time.sleep(60)
+    pid = _fork(stand_in)
+    theirs.close()
+    server.spare = Spare(pid, ours)
+    client, conn = sockets.socketpair()
+    try:
+        null = os.open(os.devnull, os.O_RDONLY)
+        server.start_run(conn, {"op": "run", "argv": ["validate", "x.yaml"]}, [null, null, null])
+        os.close(null)
+        client.settimeout(30)
+        assert link.recv_message(client)[0] == {"pid": pid}
+        deadline = time.monotonic() + 30
+        while server.runs[pid].conn is not None and time.monotonic() < deadline:
+            for key, _ in server.sel.select(timeout=1.0):
+                key.data()
+        assert link.recv_message(client)[0] == {"exit": 5}
+        assert os.waitpid(pid, os.WNOHANG) == (0, 0)            # still running
+    finally:
+        os.kill(pid, signal.SIGKILL)
+        os.waitpid(pid, 0)
+        server.listener.close()
