@@ -203,6 +203,19 @@ def build_parser():
     return parser
 
 
+_PARSER = None
+
+
+def parser():
+    """`build_parser()`, built once per process: 5-8 ms (argparse looks up a translation of every
+    help string) that the warm server pays before it forks (flows/warm_server.py `preload`), not
+    each command; parsing leaves the parser as it was."""
+    global _PARSER
+    if _PARSER is None:
+        _PARSER = build_parser()
+    return _PARSER
+
+
 def _add_dataset_commands(sub) -> None:
     """`gdl show` and `gdl inspect`: the commands that read a dataset."""
     p = sub.add_parser("show", help="render one sample to PNG (eigenfunctions, distances, maps, graphs)")
@@ -258,7 +271,7 @@ def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     # --debug anywhere (`gdl show DS --debug` as well as `gdl --debug show DS`).
     debug = "--debug" in argv
-    args = build_parser().parse_args([a for a in argv if a != "--debug"])
+    args = parser().parse_args([a for a in argv if a != "--debug"])
     args.debug = debug
     _quiet_libraries()
     if args.command in ("preprocess", "inspect", "show"):
