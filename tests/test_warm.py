@@ -153,6 +153,25 @@ def test_output_and_exit_status_reach_the_client(server, tmp_path):
     assert _mine(env)["served"] == served + 4
 
 
+def test_a_forwarded_command_loads_no_module_beyond_the_client_and_c_modules(server, tmp_path):
+    """The client (flows/warm_client.py) of a forwarded command imports what a bare interpreter
+    has not loaded: itself and C modules only (socket, json, signal and what they import, enum,
+    selectors, re, were 7-8 ms of a 40 ms `gdl validate`)."""
+    env, _ = server
+    sdf = tmp_path / "mols.sdf"
+    write_conformer_sdf(str(sdf), 2, seed=1)
+    spec = _spec(tmp_path, "mols", sdf, {"eigenbasis": {"k": 2}})
+    client = ("import sys; before = set(sys.modules); from flows.warm_client import forward; "
+              "code = forward(sys.argv[1:]); "
+              "print(sorted(n for n in set(sys.modules) - before if getattr(sys.modules[n], '__file__', None) "
+              "and not sys.modules[n].__file__.endswith('.so'))); sys.exit(code)")
+    served = _mine(env)["served"]
+    done = subprocess.run([sys.executable, "-c", client, "validate", str(spec)], env=env, capture_output=True,
+                          text=True, timeout=60, cwd=REPO)
+    assert done.returncode == 0 and _mine(env)["served"] == served + 1, done.stderr
+    assert done.stdout.splitlines() == ["1 spec(s) valid", "['__future__', 'flows', 'flows.warm_client']"]
+
+
 def _maps_spec(folder: Path, count: int) -> Path:
     """A run of several seconds: `count` HEALPix maps, each its own shard, all computed."""
     raw = folder / "raw"
