@@ -42,8 +42,9 @@ def cmd_validate(args) -> int:
 
 
 def cmd_preprocess(args) -> int:
-    from pipelines.validate import spec_problems
-    if _report("preprocess", spec_problems(args.spec, source=args.source, kind="preprocess")):
+    from pipelines.validate import checked_spec
+    problems, spec = checked_spec(args.spec, source=args.source, kind="preprocess")
+    if _report("preprocess", problems):
         return EXIT_USAGE                 # before Prefect, Dask or any folder is created
     overrides = {"source": args.source, "output": args.output, "dask_address": args.dask_address,
                  "workers": args.workers, "worker_memory": args.worker_memory}
@@ -52,23 +53,21 @@ def cmd_preprocess(args) -> int:
         summary = preprocess_flow(args.spec, retry_errors=args.retry_errors, wait=args.wait,
                                   **{k: overrides[k] for k in ("source", "output", "dask_address")})
     else:
-        summary = _preprocess_here(args, overrides)
+        summary = _preprocess_here(args, spec.with_overrides(**overrides))
     print(_summary_line(summary))
     if summary["failed"] and args.fail_on_errors:
         return EXIT_SAMPLES_FAILED
     return EXIT_OK
 
 
-def _preprocess_here(args, overrides: dict) -> dict:
+def _preprocess_here(args, spec) -> dict:
     """The same plan/compute/commit as the flow, without a Prefect server: a temporary one costs
     4-7 s and keeps nothing a user looks at afterwards (bench/RESULTS.md, "Scale")."""
     import logging
 
     from pipelines.execute import run_pipeline
-    from pipelines.spec import load_spec
     from pipelines.summary import RunSummary
     logging.basicConfig(format="%(asctime)s | %(message)s", datefmt="%H:%M:%S", level=logging.INFO)
-    spec = load_spec(args.spec).with_overrides(**overrides)
     manifest = run_pipeline(spec, retry_errors=args.retry_errors, wait=args.wait,
                             log=logging.getLogger("gdl").info)
     return RunSummary.from_manifest(spec.output, manifest).to_dict()
