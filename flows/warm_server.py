@@ -49,7 +49,13 @@ class Run:
     conn: socket.socket | None          # None once the client went away or has its exit status
     started: float
     command: str
-    child: socket.socket | None = None   # the child tells its exit status down this before it exits
+    request: dict
+    fds: list[int]                       # the client's stdio, kept for a re-run (`Server.retry`)
+    child: socket.socket | None = None   # marks and the exit status come down this from the child
+    inbox: bytes = b""
+    computing: bool = False              # between the child's marks: computing a small run itself
+    signalled: bool = False              # the server signalled the child (relayed, client gone)
+    retried: bool = False
     kill_at: float | None = None         # when the child's process group gets SIGKILL
 
 
@@ -296,7 +302,8 @@ class Server:
 
     def start_run(self, conn: socket.socket, request: dict, fds: list[int]) -> None:
         pid, child = self.launch(conn, request, fds)
-        run = Run(pid, conn, time.monotonic(), " ".join(request["argv"][:2]), child)
+        run = Run(pid, conn, time.monotonic(), " ".join(request["argv"][:2]), request,
+                  [os.dup(fd) for fd in fds], child)
         self.runs[pid] = run
         self.sel.register(conn, selectors.EVENT_READ, functools.partial(self.from_client, run))
         child.setblocking(False)
@@ -367,6 +374,7 @@ class Server:
         run.kill_at = time.monotonic() + STOP_GRACE_SECONDS
 
     def signal(self, run: Run, signum: int) -> None:
+        run.signalled = True
         try:
             os.kill(run.pid, signum)            # not reaped yet: the pid is still this child's
         except ProcessLookupError:
@@ -379,19 +387,26 @@ class Server:
             run.conn = None
 
     def from_child(self, run: Run) -> None:
-        """The exit status a child sends once everything its command does is done (files, lock,
-        output flushed, its stdio let go), just before it exits: the client has it without
-        waiting for the child's 280 MB address space to be torn down (≈ 10 ms). End of stream
-        without it: the child died, and its wait status is reported when it is reaped."""
-        try:
-            data = run.child.recv(64)
-        except BlockingIOError:
-            return
-        except OSError:
-            data = b""
-        self.drop_child(run)
-        if data[:1] == b"x" and data[1:].strip().lstrip(b"-").isdigit():
-            self.report(run, int(data[1:]))
+        """What a child tells: b"c" / b"d" around a small run it computes itself (a death in
+        between is retried: `retry`), then b"x<status>\\n" once everything its command does is
+        done (files, lock, output flushed, its stdio let go), just before it exits: the client
+        has it without waiting for the child's 280 MB address space to be torn down (≈ 10 ms).
+        End of stream without it: the child died; its wait status is reported when reaped."""
+        while run.child is not None:
+            try:
+                data = run.child.recv(4096)
+            except BlockingIOError:
+                return
+            except OSError:
+                data = b""
+            if not data:
+                return self.drop_child(run)
+            run.inbox += data
+            while run.inbox[:1] in (b"c", b"d"):
+                run.computing, run.inbox = run.inbox[:1] == b"c", run.inbox[1:]
+            status, newline, _ = run.inbox.partition(b"\n")
+            if newline and status[:1] == b"x" and status[1:].lstrip(b"-").isdigit():
+                self.report(run, int(status[1:]))
 
     def drop_child(self, run: Run) -> None:
         if run.child is not None:
@@ -401,6 +416,7 @@ class Server:
 
     def report(self, run: Run, code: int) -> None:
         """The exit status to the client, which then ends; once per run."""
+        self.close_stdio(run)
         if run.conn is not None:
             try:
                 run.conn.setblocking(True)
@@ -408,6 +424,33 @@ class Server:
             except OSError:
                 pass
             self.drop_client(run)
+
+    def close_stdio(self, run: Run) -> None:
+        for fd in run.fds:
+            os.close(fd)
+        run.fds = []
+
+    def retry(self, run: Run, wait_status: int) -> bool:
+        """A child that died computing a small run in its own process (pipelines/small_runs.py
+        `compute_here`), neither signalled by the server nor having told its exit status, has its
+        command run again, once, by a new child whose small runs fork as in a `gdl` process of
+        its own: a sample that kills that fork becomes an error row, the run completes. The
+        dead child's lock is stale by then (it is reaped); shards it finished are resumed."""
+        if run.conn is None or not run.computing or run.signalled or run.retried or not run.fds:
+            return False
+        log(f"child {run.pid} (gdl {run.command}) died computing in its own process "
+            f"(wait status {wait_status}); its command runs again with its computation forked")
+        request = dict(run.request, isolated=True)
+        ours, theirs = socket.socketpair()
+        fds, conn = run.fds, run.conn
+        pid = self.fork(lambda mask: warm_child.become_command(self, request, fds, mask, theirs, close=[conn, ours]))
+        theirs.close()
+        self.close_stdio(run)
+        run.pid, run.child, run.inbox, run.computing, run.retried = pid, ours, b"", False, True
+        ours.setblocking(False)
+        self.sel.register(ours, selectors.EVENT_READ, functools.partial(self.from_child, run))
+        self.runs[pid] = run
+        return True
 
     def reap(self) -> None:
         """Collect ended children; send each one's exit status to its client (unless the child
@@ -428,7 +471,10 @@ class Server:
                 continue
             code = os.waitstatus_to_exitcode(wait_status)
             code = 128 - code if code < 0 else code              # killed by signal N: 128 + N
+            self.from_child(run)                                 # what it sent before it died
             self.drop_child(run)
+            if self.retry(run, wait_status):
+                continue
             self.report(run, code)
             self.last_active = time.monotonic()
             log(f"child {pid} (gdl {run.command}): exit {code} after {self.last_active - run.started:.2f} s")

@@ -38,7 +38,7 @@ def _env(base: Path, root: Path = REPO, **extra) -> dict:
 
 def _gdl(env: dict, *args: str, timeout: float = 180) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "flows.cli", *args], env=env, capture_output=True,
-                          text=True, timeout=timeout, cwd=env["PYTHONPATH"])
+                          text=True, timeout=timeout, cwd=env["PYTHONPATH"].split(os.pathsep)[0])
 
 
 def _servers(env: dict) -> list[dict]:
@@ -282,7 +282,9 @@ def test_a_server_that_dies_mid_command_is_one_line_and_ends_the_command(tmp_pat
         spare = _spare(env)
         client = subprocess.Popen([sys.executable, "-m", "flows.cli", "preprocess", str(spec)], env=env,
                                   cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-        child = _running_child(env, tmp_path / "ds" / "shards", 0, client)
+        # Once it computes: a SIGTERM while its LocalCluster starts makes Dask print tracebacks
+        # (its atexit close, a nanny, a worker), with or without a server, in 2-5 runs of 10 here.
+        child = _running_child(env, tmp_path / "ds" / "shards", 1, client)
         os.kill(info["pid"], signal.SIGKILL)
         out, err = client.communicate(timeout=30)
         assert client.returncode == 1 and "the warm server ended while running this command" in err
@@ -333,7 +335,7 @@ def test_a_child_hands_back_its_exit_status_and_the_clients_stdio_before_it_exit
     theirs.close()
     try:
         ours.settimeout(60)
-        assert ours.recv(64) == b"x0"
+        assert ours.recv(64) == b"x0\n"
         with os.fdopen(out_r) as out:
             assert out.read() == "1 spec(s) valid\n"           # end of file: the child let go of it
         _, status = os.waitpid(pid, os.WUNTRACED)
@@ -357,7 +359,7 @@ def test_the_server_tells_the_client_a_childs_exit_status_before_the_child_ends(
     def stand_in():
         ours.close()
         link.recv_message(theirs, max_fds=3)
-        theirs.sendall(b"x5")
+        theirs.sendall(b"x5\n")
         time.sleep(60)
     pid = _fork(stand_in)
     theirs.close()
@@ -410,3 +412,58 @@ def test_the_servers_preload_leaves_a_command_nothing_to_import_or_build(tmp_pat
 
 def _write_records(sdf: Path, count: int) -> None:
     write_conformer_sdf(str(sdf), count, seed=3)
+
+
+@pytest.fixture(scope="module")
+def test_ops_server(base):
+    """A server that has imported tests/crash_ops.py as well (its test ops registered), as
+    `gdl warm start` starts one; its log in base/test-ops.log."""
+    env = _env(base, PYTHONPATH=os.pathsep.join([str(REPO), str(REPO / "tests")]))
+    code = ("import os, sys, crash_ops; from flows.warm import main; code = main(sys.argv[1:]); "
+            "sys.stdout.flush(); os._exit(code)")
+    with open(base / "test-ops.log", "wb") as log:
+        proc = subprocess.Popen([sys.executable, "-c", code, "--idle-minutes", "10"], env=env, cwd=REPO,
+                                stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    deadline = time.monotonic() + 120
+    while _mine(env) is None:
+        assert proc.poll() is None and time.monotonic() < deadline, (base / "test-ops.log").read_text()
+        time.sleep(0.2)
+    yield env, _mine(env), base / "test-ops.log"
+    _end(proc.pid)
+    proc.wait()
+
+
+def test_a_small_run_is_computed_in_the_warm_child_itself(test_ops_server, tmp_path):
+    """pipelines/small_runs.py `compute_here`: the process that computed the samples is the
+    server's child (its parent is the server), not a fork of that child."""
+    env, info, _ = test_ops_server
+    sdf = tmp_path / "mols.sdf"
+    write_conformer_sdf(str(sdf), 3, seed=4)
+    spec = _spec(tmp_path, "where", sdf, {"test_where": {}})
+    done = _gdl(env, "preprocess", str(spec))
+    assert done.returncode == 0 and "3 samples written, 0 failed" in done.stdout, done.stderr[-2000:]
+    rows = [(int(s["pid"]), int(s["ppid"])) for s in open_dataset(str(tmp_path / "where"))]
+    assert len(set(rows)) == 1 and rows[0][1] == info["pid"]
+    assert _dataset(str(tmp_path / "where"))[4]["shards_computed_in"] == {"forked process": 1}
+
+
+def test_a_sample_that_kills_the_warm_child_is_an_error_row_and_the_run_completes(test_ops_server, tmp_path):
+    """The child dies inside its own computation (tests/crash_ops.py: os._exit, as a native
+    crash or the OOM killer): the server runs the command again with the computation forked,
+    whose death sends the shard to a cluster, whose isolated retry makes the one error row;
+    the client sees one completed run."""
+    env, _, log = test_ops_server
+    path = tmp_path / "mols.sdf"
+    write_conformer_sdf(str(path), 10, seed=4)
+    records = path.read_bytes().split(b"$$$$\n")[:-1]
+    records[3] = records[3].replace(b"M  END\n", b"M  END\n>  <crash>\n1\n\n", 1)
+    path.write_bytes(b"".join(r + b"$$$$\n" for r in records))
+    spec = _spec(tmp_path, "crash", path, {"test_crash": {}}, workers=1)
+    served = _mine(env)["served"]
+    done = _gdl(env, "preprocess", str(spec))
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "9 samples written, 1 failed" in done.stdout and "Traceback" not in done.stderr
+    assert _mine(env)["served"] == served + 1                      # the server ran it
+    errors = open_dataset(str(tmp_path / "crash")).errors.to_pylist()
+    assert [(e["source"], e["error"]) for e in errors] == [(f"{path}#3", "worker-died")]
+    assert "died computing in its own process" in log.read_text()
