@@ -73,7 +73,8 @@ def preload() -> None:
             importlib.import_module(name)
     supported_extensions("mesh")                 # loads every domain's reader module
     from flows.cli import parser
-    parser()
+    for command in (["preprocess", "x.yaml"], ["validate", "x.yaml"], ["inspect", "x"]):
+        parser().parse_args(command)              # argparse's regular expressions, compiled once
     from storage.arrays import skip_pandas_probe
     skip_pandas_probe()
     # A value a command computes once per process from the installed packages (importlib
