@@ -84,8 +84,9 @@ def test_a_process_that_ends_after_a_small_run_reaps_its_child_first(tmp_path):
     _job(tmp_path)
     script = ("import os, sys; from pipelines import small_runs; from pipelines.execute import prepare; "
               "from pipelines.spec import parse_spec; "
-              f"job = prepare(parse_spec({{'name': 'm', 'domain': 'molecule', 'source': {str(tmp_path / 'mols.sdf')!r}, "
-              f"'output': {str(tmp_path / 'ds2')!r}, 'ops': {{'eigenbasis': {{'k': 2}}}}}})); "
+              f"job = prepare(parse_spec({{'name': 'm', 'domain': 'molecule', "
+              f"'source': {str(tmp_path / 'mols.sdf')!r}, 'output': {str(tmp_path / 'ds2')!r}, "
+              "'ops': {'eigenbasis': {'k': 2}}})); "
               "assert small_runs.run_in_child(job); print(small_runs._EXITING[0], flush=True); "
               "import atexit; atexit._run_exitfuncs(); "
               "os.waitpid(small_runs._EXITING[0], os.WNOHANG) if small_runs._EXITING else print('reaped'); "
