@@ -236,10 +236,14 @@ def _add_dataset_commands(sub) -> None:
 
 
 def _quiet_libraries() -> None:
-    # Dask's scheduler runs in this process and logs every worker start at INFO.
+    # Dask's scheduler runs in this process and logs every worker start at INFO. Only a level
+    # that differs is set: each setLevel clears the cache of all ~120 loggers (0.7 ms for four
+    # in a warm server's child, whose server set them before forking).
     import logging
     for name in ("distributed", "distributed.scheduler", "distributed.nanny", "distributed.core"):
-        logging.getLogger(name).setLevel(logging.WARNING)
+        logger = logging.getLogger(name)
+        if logger.level != logging.WARNING:
+            logger.setLevel(logging.WARNING)
 
 
 def _flush_prefect_logs() -> None:

@@ -72,7 +72,8 @@ def preload() -> None:
         for name in names:
             importlib.import_module(name)
     supported_extensions("mesh")                 # loads every domain's reader module
-    from flows.cli import parser
+    from flows.cli import _quiet_libraries, parser
+    _quiet_libraries()
     for command in (["preprocess", "x.yaml"], ["validate", "x.yaml"], ["inspect", "x"]):
         parser().parse_args(command)              # argparse's regular expressions, compiled once
     from storage.arrays import skip_pandas_probe
