@@ -191,6 +191,8 @@ def _hand_over(sock, path: str, cwd: str, argv: list[str]) -> int | None:
         return None
     try:
         reply, _ = recv_message(sock)
+        if reply is None:        # no answer either: the server may have started it all the same
+            raise OSError("it closed the connection")
     except KeyboardInterrupt:    # Ctrl-C before the relay is set up: the server stops what started
         print("gdl: stopped by SIGINT", file=sys.stderr)
         return 130
@@ -198,8 +200,8 @@ def _hand_over(sock, path: str, cwd: str, argv: list[str]) -> int | None:
         print(f"gdl: the warm server at {path} did not answer ({exc or 'timed out'}); exit status 1. "
               f"Stop it with `gdl warm stop`, or run without it: GDL_NO_WARM=1", file=sys.stderr)
         return 1
-    if not reply or "pid" not in reply:
-        return None              # declined (stopping, other code): run here
+    if "pid" not in reply:
+        return None              # declined, saying why (stopping, other code): run here
     return _wait_for_exit(sock, reply["pid"])
 
 

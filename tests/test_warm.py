@@ -467,3 +467,38 @@ def test_a_sample_that_kills_the_warm_child_is_an_error_row_and_the_run_complete
     errors = open_dataset(str(tmp_path / "crash")).errors.to_pylist()
     assert [(e["source"], e["error"]) for e in errors] == [(f"{path}#3", "worker-died")]
     assert "died computing in its own process" in log.read_text()
+
+
+def test_a_server_that_closes_the_connection_without_answering_is_not_run_around(tmp_path):
+    """flows/warm_client.py: a server that took the request and closed the connection without
+    an answer may have started the command; the client says so (exit 1) instead of running it
+    a second time in its own process (a refusal, which says why, still runs it there)."""
+    import socket as sockets
+
+    from flows import warm_client as link
+    env = _env(tmp_path)
+    Path(env["GDL_WARM_DIR"]).mkdir(mode=0o700)
+    probe = ("import os, sys; from flows import warm_client as link; print(link.this_socket())")
+    path = subprocess.run([sys.executable, "-c", probe], env=env, capture_output=True, text=True,
+                          cwd=REPO, check=True).stdout.strip()
+    sdf = tmp_path / "mols.sdf"
+    write_conformer_sdf(str(sdf), 2, seed=1)
+    spec = _spec(tmp_path, "mols", sdf, {"eigenbasis": {"k": 2}})
+    with sockets.socket(sockets.AF_UNIX, sockets.SOCK_STREAM) as listener:
+        listener.bind(path)
+        listener.listen(4)
+        for answer, expected in (({"refused": "the server is stopping"}, 0), (None, 1)):
+            client = subprocess.Popen([sys.executable, "-m", "flows.cli", "validate", str(spec)], env=env, cwd=REPO,
+                                      stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+            conn, _ = listener.accept()
+            request, fds = link.recv_message(conn, max_fds=3)
+            for fd in fds:
+                os.close(fd)
+            assert request["argv"] == ["validate", str(spec)]
+            if answer:
+                link.send_message(conn, answer)
+            conn.close()
+            out, err = client.communicate(timeout=60)
+            assert client.returncode == expected, err
+            assert ("1 spec(s) valid" in out) == (expected == 0)       # run in its own process, or not at all
+            assert expected == 0 or "did not answer (it closed the connection)" in err
