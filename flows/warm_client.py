@@ -115,7 +115,8 @@ def send_message(sock, message: dict, fds: list[int] = ()) -> None:
     if fds:
         rights = b"".join(fd.to_bytes(4, sys.byteorder, signed=True) for fd in fds)   # C ints
         sent = sock.sendmsg([data], [(_socket.SOL_SOCKET, _socket.SCM_RIGHTS, rights)])
-    sock.sendall(data[sent:])
+    if sent < len(data):         # an empty send fails (EPIPE) once the other end has closed
+        sock.sendall(data[sent:])
 
 
 def recv_message(sock, max_fds: int = 0) -> tuple[dict | None, list[int]]:

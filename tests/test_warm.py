@@ -499,6 +499,6 @@ def test_a_server_that_closes_the_connection_without_answering_is_not_run_around
                 link.send_message(conn, answer)
             conn.close()
             out, err = client.communicate(timeout=60)
-            assert client.returncode == expected, err
+            assert client.returncode == expected, (answer, out, err)
             assert ("1 spec(s) valid" in out) == (expected == 0)       # run in its own process, or not at all
             assert expected == 0 or "did not answer (it closed the connection)" in err
