@@ -42,8 +42,9 @@ def cmd_validate(args) -> int:
 
 
 def cmd_preprocess(args) -> int:
-    from pipelines.validate import spec_problems
-    if _report("preprocess", spec_problems(args.spec, source=args.source, kind="preprocess")):
+    from pipelines.validate import checked_spec
+    problems, spec = checked_spec(args.spec, source=args.source, kind="preprocess")
+    if _report("preprocess", problems):
         return EXIT_USAGE                 # before Prefect, Dask or any folder is created
     overrides = {"source": args.source, "output": args.output, "dask_address": args.dask_address,
                  "workers": args.workers, "worker_memory": args.worker_memory}
@@ -52,23 +53,21 @@ def cmd_preprocess(args) -> int:
         summary = preprocess_flow(args.spec, retry_errors=args.retry_errors, wait=args.wait,
                                   **{k: overrides[k] for k in ("source", "output", "dask_address")})
     else:
-        summary = _preprocess_here(args, overrides)
+        summary = _preprocess_here(args, spec.with_overrides(**overrides))
     print(_summary_line(summary))
     if summary["failed"] and args.fail_on_errors:
         return EXIT_SAMPLES_FAILED
     return EXIT_OK
 
 
-def _preprocess_here(args, overrides: dict) -> dict:
+def _preprocess_here(args, spec) -> dict:
     """The same plan/compute/commit as the flow, without a Prefect server: a temporary one costs
     4-7 s and keeps nothing a user looks at afterwards (bench/RESULTS.md, "Scale")."""
     import logging
 
     from pipelines.execute import run_pipeline
-    from pipelines.spec import load_spec
     from pipelines.summary import RunSummary
     logging.basicConfig(format="%(asctime)s | %(message)s", datefmt="%H:%M:%S", level=logging.INFO)
-    spec = load_spec(args.spec).with_overrides(**overrides)
     manifest = run_pipeline(spec, retry_errors=args.retry_errors, wait=args.wait,
                             log=logging.getLogger("gdl").info)
     return RunSummary.from_manifest(spec.output, manifest).to_dict()
@@ -203,6 +202,19 @@ def build_parser():
     return parser
 
 
+_PARSER = None
+
+
+def parser():
+    """`build_parser()`, built once per process: 5-8 ms (argparse looks up a translation of every
+    help string) that the warm server pays before it forks (flows/warm_server.py `preload`), not
+    each command; parsing leaves the parser as it was."""
+    global _PARSER
+    if _PARSER is None:
+        _PARSER = build_parser()
+    return _PARSER
+
+
 def _add_dataset_commands(sub) -> None:
     """`gdl show` and `gdl inspect`: the commands that read a dataset."""
     p = sub.add_parser("show", help="render one sample to PNG (eigenfunctions, distances, maps, graphs)")
@@ -224,10 +236,14 @@ def _add_dataset_commands(sub) -> None:
 
 
 def _quiet_libraries() -> None:
-    # Dask's scheduler runs in this process and logs every worker start at INFO.
+    # Dask's scheduler runs in this process and logs every worker start at INFO. Only a level
+    # that differs is set: each setLevel clears the cache of all ~120 loggers (0.7 ms for four
+    # in a warm server's child, whose server set them before forking).
     import logging
     for name in ("distributed", "distributed.scheduler", "distributed.nanny", "distributed.core"):
-        logging.getLogger(name).setLevel(logging.WARNING)
+        logger = logging.getLogger(name)
+        if logger.level != logging.WARNING:
+            logger.setLevel(logging.WARNING)
 
 
 def _flush_prefect_logs() -> None:
@@ -258,7 +274,7 @@ def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     # --debug anywhere (`gdl show DS --debug` as well as `gdl --debug show DS`).
     debug = "--debug" in argv
-    args = build_parser().parse_args([a for a in argv if a != "--debug"])
+    args = parser().parse_args([a for a in argv if a != "--debug"])
     args.debug = debug
     _quiet_libraries()
     if args.command in ("preprocess", "inspect", "show"):

@@ -2,8 +2,9 @@
 command, relay signals and the exit status.
 
 Imported by every `gdl` command before anything heavy, so it imports only what Python has
-loaded at start-up; `socket` and `json` only once a server's socket file exists. Its cost is
-measured in bench/RESULTS.md ("Warm server").
+loaded at start-up, and the C modules under `socket`, `json` and `signal` (`_socket`, `marshal`,
+`_signal`): those three modules were 7-8 ms of a forwarded command's 40 (their own imports:
+enum, selectors, re). Its cost is measured in bench/RESULTS.md ("Warm server").
 
 A server is used only when it runs the same code in the same setting: the socket's name is a
 hash of the project's .py files (paths, sizes, modification times), the interpreter, the
@@ -102,24 +103,31 @@ def forwardable(argv: list[str], environ=os.environ) -> bool:
 
 
 def send_message(sock, message: dict, fds: list[int] = ()) -> None:
-    """A length-prefixed JSON message, with `fds` passed along (SCM_RIGHTS)."""
-    import json
-    import socket
-    body = json.dumps(message).encode()
+    """A length-prefixed message, with `fds` passed along (SCM_RIGHTS). `sock`: a socket.socket
+    or the bare _socket.socket the client uses. The body is `marshal`'s encoding (built in:
+    json would load `re`); only processes of this user, of the same interpreter (the socket's
+    name says so), ever read it."""
+    import _socket
+    import marshal
+    body = marshal.dumps(message)
     data = len(body).to_bytes(4, "big") + body
-    sent = socket.send_fds(sock, [data], list(fds)) if fds else 0
-    sock.sendall(data[sent:])
+    sent = 0
+    if fds:
+        rights = b"".join(fd.to_bytes(4, sys.byteorder, signed=True) for fd in fds)   # C ints
+        sent = sock.sendmsg([data], [(_socket.SOL_SOCKET, _socket.SCM_RIGHTS, rights)])
+    if sent < len(data):         # an empty send fails (EPIPE) once the other end has closed
+        sock.sendall(data[sent:])
 
 
 def recv_message(sock, max_fds: int = 0) -> tuple[dict | None, list[int]]:
-    """The next message and the file descriptors sent with it; (None, []) at end of stream."""
-    import json
-    import socket
+    """The next message and the file descriptors sent with it; (None, []) at end of stream;
+    ValueError for a message that is not one."""
+    import marshal
     fds: list[int] = []
     head = b""
     while len(head) < 4:
         if max_fds and not head:
-            chunk, fds, _, _ = socket.recv_fds(sock, 4, max_fds)
+            chunk, fds = _recv_fds(sock, 4, max_fds)
         else:
             chunk = sock.recv(4 - len(head))
         if not chunk:
@@ -131,7 +139,25 @@ def recv_message(sock, max_fds: int = 0) -> tuple[dict | None, list[int]]:
         if not chunk:
             return None, fds
         body += chunk
-    return json.loads(body), fds
+    try:
+        message = marshal.loads(body)
+    except (EOFError, TypeError) as exc:
+        raise ValueError(f"not a message: {exc}") from None
+    if not isinstance(message, dict):
+        raise ValueError(f"not a message: {type(message).__name__}")
+    return message, fds
+
+
+def _recv_fds(sock, size: int, max_fds: int) -> tuple[bytes, list[int]]:
+    """socket.recv_fds without the socket module."""
+    import _socket
+    data, ancillary, _, _ = sock.recvmsg(size, _socket.CMSG_LEN(max_fds * 4))
+    fds = []
+    for level, kind, rights in ancillary:
+        if level == _socket.SOL_SOCKET and kind == _socket.SCM_RIGHTS:
+            fds += [int.from_bytes(rights[i:i + 4], sys.byteorder, signed=True)
+                    for i in range(0, len(rights) - len(rights) % 4, 4)]
+    return data, fds
 
 
 def forward(argv: list[str]) -> int | None:
@@ -148,32 +174,41 @@ def forward(argv: list[str]) -> int | None:
     sock = _connect(path)
     if sock is None:
         return None
-    with sock:
-        umask = os.umask(0o022)
-        os.umask(umask)
-        request = {"op": "run", "argv": argv, "argv0": sys.argv[0], "cwd": cwd, "env": dict(os.environ),
-                   "path": sys.path, "umask": umask, "fingerprint": os.path.basename(path)[5:-5]}
-        try:
-            send_message(sock, request, [0, 1, 2])
-        except OSError:              # the server did not take the request: nothing ran
-            return None
-        try:
-            reply, _ = recv_message(sock)
-        except KeyboardInterrupt:    # Ctrl-C before the relay is set up: the server stops what started
-            print("gdl: stopped by SIGINT", file=sys.stderr)
-            return 130
-        except (OSError, ValueError) as exc:   # it may have started: running it here too could run it twice
-            print(f"gdl: the warm server at {path} did not answer ({exc or 'timed out'}); exit status 1. "
-                  f"Stop it with `gdl warm stop`, or run without it: GDL_NO_WARM=1", file=sys.stderr)
-            return 1
-        if not reply or "pid" not in reply:
-            return None              # declined (stopping, other code): run here
-        return _wait_for_exit(sock, reply["pid"])
+    try:
+        return _hand_over(sock, path, cwd, argv)
+    finally:
+        sock.close()
+
+
+def _hand_over(sock, path: str, cwd: str, argv: list[str]) -> int | None:
+    """The request, then the command's exit status (None: declined, run here)."""
+    umask = os.umask(0o022)
+    os.umask(umask)
+    request = {"op": "run", "argv": argv, "argv0": sys.argv[0], "cwd": cwd, "env": dict(os.environ),
+               "path": sys.path, "umask": umask, "fingerprint": os.path.basename(path)[5:-5]}
+    try:
+        send_message(sock, request, [0, 1, 2])
+    except OSError:              # the server did not take the request: nothing ran
+        return None
+    try:
+        reply, _ = recv_message(sock)
+        if reply is None:        # no answer either: the server may have started it all the same
+            raise OSError("it closed the connection")
+    except KeyboardInterrupt:    # Ctrl-C before the relay is set up: the server stops what started
+        print("gdl: stopped by SIGINT", file=sys.stderr)
+        return 130
+    except (OSError, ValueError) as exc:   # it may have started: running it here too could run it twice
+        print(f"gdl: the warm server at {path} did not answer ({exc or 'timed out'}); exit status 1. "
+              f"Stop it with `gdl warm stop`, or run without it: GDL_NO_WARM=1", file=sys.stderr)
+        return 1
+    if "pid" not in reply:
+        return None              # declined, saying why (stopping, other code): run here
+    return _wait_for_exit(sock, reply["pid"])
 
 
 def _connect(path: str):
-    import socket
-    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    import _socket
+    sock = _socket.socket(_socket.AF_UNIX, _socket.SOCK_STREAM)
     sock.settimeout(HANDSHAKE_SECONDS)
     try:
         for fd in (0, 1, 2):         # a closed stdin/stdout/stderr cannot be handed over
@@ -188,7 +223,7 @@ def _connect(path: str):
 def _wait_for_exit(sock, pid: int) -> int:
     """Relay SIGINT / SIGTERM / SIGHUP to the command (the server signals it), then return its
     exit status; a server that ends first is reported in one line."""
-    import signal
+    import _signal
 
     def relay(signum, _frame):
         try:
@@ -196,7 +231,7 @@ def _wait_for_exit(sock, pid: int) -> int:
         except OSError:
             pass
     for signum in SIGNALS_RELAYED:
-        signal.signal(signum, relay)
+        _signal.signal(signum, relay)
     sock.settimeout(None)
     try:
         reply, _ = recv_message(sock)

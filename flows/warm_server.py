@@ -29,7 +29,7 @@ PRELOAD = ("ctypes", "numpy", "pyarrow", "pyarrow.parquet", "pyarrow.dataset", "
            "scipy.spatial", "dask", "distributed", "tempfile", "storage", "storage.arrays", "gdl_data.ops",
            "gdl_data.readers", "pipelines.spec", "pipelines.validate", "pipelines.execute",
            "pipelines.small_runs", "pipelines.compute", "pipelines.cluster", "pipelines.summary",
-           "flows.report", "flows.cli")
+           "storage.recovery", "flows.report", "flows.cli", "flows.warm")
 CHILD_SIGNALS = {signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGCHLD}
 
 
@@ -46,9 +46,16 @@ class Spare:
 @dataclass
 class Run:
     pid: int
-    conn: socket.socket | None          # None once the client went away
+    conn: socket.socket | None          # None once the client went away or has its exit status
     started: float
     command: str
+    request: dict
+    fds: list[int]                       # the client's stdio, kept for a re-run (`Server.retry`)
+    child: socket.socket | None = None   # marks and the exit status come down this from the child
+    inbox: bytes = b""
+    computing: bool = False              # between the child's marks: computing a small run itself
+    signalled: bool = False              # the server signalled the child (relayed, client gone)
+    retried: bool = False
     kill_at: float | None = None         # when the child's process group gets SIGKILL
 
 
@@ -65,6 +72,10 @@ def preload() -> None:
         for name in names:
             importlib.import_module(name)
     supported_extensions("mesh")                 # loads every domain's reader module
+    from flows.cli import _quiet_libraries, parser
+    _quiet_libraries()
+    for command in (["preprocess", "x.yaml"], ["validate", "x.yaml"], ["inspect", "x"]):
+        parser().parse_args(command)              # argparse's regular expressions, compiled once
     from storage.arrays import skip_pandas_probe
     skip_pandas_probe()
     # A value a command computes once per process from the installed packages (importlib
@@ -74,6 +85,7 @@ def preload() -> None:
     if hasattr(software_versions, "cache_info"):
         software_versions()
     warm_up()
+    _render_table()
     # Out of the garbage collector's sight: a child would otherwise run a full collection over
     # the whole imported stack on its first allocations (0.13 s of a 0.25 s re-run here) and,
     # by writing every object's header, copy most of the server's memory.
@@ -100,6 +112,18 @@ def warm_up() -> None:
         job = prepare(spec)
         for shard in job.plan.todo:
             compute_shard(spec.output, shard, spec.domain, spec.ops, job.labels, spec.layout(), budget=1 << 30)
+
+
+def _render_table() -> None:
+    """A rich table printed to nowhere: loads the emoji and character-width tables that
+    `gdl inspect` (flows/report.py) loads on its first print, ≈ 5 ms a command otherwise."""
+    import io
+
+    from rich.console import Console
+    from rich.table import Table
+    table = Table("column", title="warm-up")
+    table.add_row("(8–12, 3)")                  # not ASCII: only then are the widths looked up
+    Console(file=io.StringIO()).print(table)
 
 
 def listen(path: str) -> socket.socket:
@@ -279,10 +303,13 @@ class Server:
         return None
 
     def start_run(self, conn: socket.socket, request: dict, fds: list[int]) -> None:
-        pid = self.launch(conn, request, fds)
-        run = Run(pid, conn, time.monotonic(), " ".join(request["argv"][:2]))
+        pid, child = self.launch(conn, request, fds)
+        run = Run(pid, conn, time.monotonic(), " ".join(request["argv"][:2]), request,
+                  [os.dup(fd) for fd in fds], child)
         self.runs[pid] = run
         self.sel.register(conn, selectors.EVENT_READ, functools.partial(self.from_client, run))
+        child.setblocking(False)
+        self.sel.register(child, selectors.EVENT_READ, functools.partial(self.from_child, run))
         self.served += 1
         self.last_active = run.started
         try:
@@ -292,19 +319,22 @@ class Server:
             return
         conn.setblocking(False)
 
-    def launch(self, conn: socket.socket, request: dict, fds: list[int]) -> int:
-        """The pid of the process now running the command: the spare child forked while the
-        server was idle (a fork of this process takes 10-15 ms), else a new fork."""
+    def launch(self, conn: socket.socket, request: dict, fds: list[int]) -> tuple[int, socket.socket]:
+        """The pid of the process now running the command and the socket its exit status comes
+        down: the spare child forked while the server was idle (a fork of this process takes
+        10-15 ms), else a new fork."""
         spare, self.spare = self.spare, None
         if spare is not None:
             try:
                 link.send_message(spare.sock, request, fds)
-                return spare.pid
+                return spare.pid, spare.sock
             except OSError:                  # it died meanwhile: reaped with the others
-                pass
-            finally:
                 spare.sock.close()
-        return self.fork(lambda mask: warm_child.become_command(self, request, fds, mask, close=[conn]))
+        ours, theirs = socket.socketpair()
+        pid = self.fork(lambda mask: warm_child.become_command(self, request, fds, mask, theirs,
+                                                               close=[conn, ours]))
+        theirs.close()
+        return pid, ours
 
     def make_spare(self) -> None:
         """A child that waits for the next command with everything but the command done."""
@@ -346,6 +376,7 @@ class Server:
         run.kill_at = time.monotonic() + STOP_GRACE_SECONDS
 
     def signal(self, run: Run, signum: int) -> None:
+        run.signalled = True
         try:
             os.kill(run.pid, signum)            # not reaped yet: the pid is still this child's
         except ProcessLookupError:
@@ -357,8 +388,75 @@ class Server:
             run.conn.close()
             run.conn = None
 
+    def from_child(self, run: Run) -> None:
+        """What a child tells: b"c" / b"d" around a small run it computes itself (a death in
+        between is retried: `retry`), then b"x<status>\\n" once everything its command does is
+        done (files, lock, output flushed, its stdio let go), just before it exits: the client
+        has it without waiting for the child's 280 MB address space to be torn down (≈ 10 ms).
+        End of stream without it: the child died; its wait status is reported when reaped."""
+        while run.child is not None:
+            try:
+                data = run.child.recv(4096)
+            except BlockingIOError:
+                return
+            except OSError:
+                data = b""
+            if not data:
+                return self.drop_child(run)
+            run.inbox += data
+            while run.inbox[:1] in (b"c", b"d"):
+                run.computing, run.inbox = run.inbox[:1] == b"c", run.inbox[1:]
+            status, newline, _ = run.inbox.partition(b"\n")
+            if newline and status[:1] == b"x" and status[1:].lstrip(b"-").isdigit():
+                self.report(run, int(status[1:]))
+
+    def drop_child(self, run: Run) -> None:
+        if run.child is not None:
+            self.sel.unregister(run.child)
+            run.child.close()
+            run.child = None
+
+    def report(self, run: Run, code: int) -> None:
+        """The exit status to the client, which then ends; once per run."""
+        self.close_stdio(run)
+        if run.conn is not None:
+            try:
+                run.conn.setblocking(True)
+                link.send_message(run.conn, {"exit": code})
+            except OSError:
+                pass
+            self.drop_client(run)
+
+    def close_stdio(self, run: Run) -> None:
+        for fd in run.fds:
+            os.close(fd)
+        run.fds = []
+
+    def retry(self, run: Run, wait_status: int) -> bool:
+        """A child that died computing a small run in its own process (pipelines/small_runs.py
+        `compute_here`), neither signalled by the server nor having told its exit status, has its
+        command run again, once, by a new child whose small runs fork as in a `gdl` process of
+        its own: a sample that kills that fork becomes an error row, the run completes. The
+        dead child's lock is stale by then (it is reaped); shards it finished are resumed."""
+        if run.conn is None or not run.computing or run.signalled or run.retried or not run.fds:
+            return False
+        log(f"child {run.pid} (gdl {run.command}) died computing in its own process "
+            f"(wait status {wait_status}); its command runs again with its computation forked")
+        request = dict(run.request, isolated=True)
+        ours, theirs = socket.socketpair()
+        fds, conn = run.fds, run.conn
+        pid = self.fork(lambda mask: warm_child.become_command(self, request, fds, mask, theirs, close=[conn, ours]))
+        theirs.close()
+        self.close_stdio(run)
+        run.pid, run.child, run.inbox, run.computing, run.retried = pid, ours, b"", False, True
+        ours.setblocking(False)
+        self.sel.register(ours, selectors.EVENT_READ, functools.partial(self.from_child, run))
+        self.runs[pid] = run
+        return True
+
     def reap(self) -> None:
-        """Collect ended children; send each one's exit status to its client."""
+        """Collect ended children; send each one's exit status to its client (unless the child
+        sent it itself)."""
         while self.runs:
             try:
                 pid, wait_status = os.waitpid(-1, os.WNOHANG)
@@ -375,13 +473,11 @@ class Server:
                 continue
             code = os.waitstatus_to_exitcode(wait_status)
             code = 128 - code if code < 0 else code              # killed by signal N: 128 + N
-            if run.conn is not None:
-                try:
-                    run.conn.setblocking(True)
-                    link.send_message(run.conn, {"exit": code})
-                except OSError:
-                    pass
-                self.drop_client(run)
+            self.from_child(run)                                 # what it sent before it died
+            self.drop_child(run)
+            if self.retry(run, wait_status):
+                continue
+            self.report(run, code)
             self.last_active = time.monotonic()
             log(f"child {pid} (gdl {run.command}): exit {code} after {self.last_active - run.started:.2f} s")
 

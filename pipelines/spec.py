@@ -241,11 +241,16 @@ def resolve_path(path: str, base_dir: str) -> str:
     return os.path.normpath(os.path.join(base_dir, path))
 
 
+# libyaml's parser when PyYAML was built with it: the same safe loading (same resolver and
+# constructors), 0.08 ms instead of 0.4 ms for a spec here (4 ms in a warm server's fresh child).
+_YAML_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+
 def read_spec_file(path: str, what: str = "spec") -> Any:
     """The YAML content of a spec file; a missing file or bad YAML is a SpecError naming it."""
     try:
         with open(path) as fh:
-            return yaml.safe_load(fh)
+            return yaml.load(fh, Loader=_YAML_LOADER)  # noqa: S506 - a safe loader
     except FileNotFoundError:
         raise SpecError(f"{path}: no such {what} file") from None
     except yaml.YAMLError as exc:
@@ -254,5 +259,11 @@ def read_spec_file(path: str, what: str = "spec") -> Any:
 
 def load_spec(path: str) -> PipelineSpec:
     """Read and validate a spec file; errors name the file."""
-    spec = parse_spec(read_spec_file(path), base_dir=os.path.dirname(os.path.abspath(path)), where=path)
+    return spec_from(read_spec_file(path), path)
+
+
+def spec_from(raw: Any, path: str) -> PipelineSpec:
+    """The spec `raw` (read from the file at `path`), validated; relative paths are relative to
+    the file's folder."""
+    spec = parse_spec(raw, base_dir=os.path.dirname(os.path.abspath(path)), where=path)
     return replace(spec, spec_path=os.path.abspath(path))

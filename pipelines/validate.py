@@ -10,7 +10,7 @@ import os
 from typing import Any
 
 from gdl_data.errors import SpecError, problems_of
-from pipelines.spec import load_spec, read_spec_file
+from pipelines.spec import PipelineSpec, read_spec_file, spec_from
 
 
 def is_training_spec(raw: Any) -> bool:
@@ -25,21 +25,30 @@ def spec_problems(path: str, *, source: str | None = None, check_source: bool = 
     also list the source and judge its files against the domain (preprocessing specs); kind:
     "preprocess" or "train" when the command needs that kind of spec.
     """
+    return checked_spec(path, source=source, check_source=check_source, kind=kind)[0]
+
+
+def checked_spec(path: str, *, source: str | None = None, check_source: bool = True,
+                 kind: str | None = None) -> tuple[list[str], PipelineSpec | None]:
+    """`spec_problems`, and the preprocessing spec it checked (None for a training spec or when
+    there are problems): the file is read and parsed once, and what runs is what was checked."""
     try:
-        training = is_training_spec(read_spec_file(path))
+        raw = read_spec_file(path)
+        training = is_training_spec(raw)
         if kind is not None and training != (kind == "train"):
             other = "gdl train" if training else "gdl preprocess"
-            return [f"{path}: this is a {'training' if training else 'preprocessing'} spec; run it with {other}"]
+            return [f"{path}: this is a {'training' if training else 'preprocessing'} spec; run it with {other}"], None
         if training:
             from pipelines.train_spec import load_train_spec   # imports torch: only when needed
             load_train_spec(path)
-            return []
-        spec = load_spec(path)
+            return [], None
+        spec = spec_from(raw, path)
     except SpecError as exc:
-        return problems_of(exc)
+        return problems_of(exc), None
     if not check_source:
-        return []
-    return _source_and_label_problems(path, source or spec.source, spec.domain, spec.labels)
+        return [], spec
+    problems = _source_and_label_problems(path, source or spec.source, spec.domain, spec.labels)
+    return problems, None if problems else spec
 
 
 def _source_and_label_problems(path: str, source: str, domain: str, labels: Any) -> list[str]:

@@ -49,3 +49,19 @@ def _nan(sample, p: NanParams):
 @NAN.implement_batch("molecule")
 def _nans(samples, p: NanParams):
     return [_nan(sample, p) for sample in samples]
+
+
+@dataclass(frozen=True)
+class WhereParams:
+    """`tag`: any number (an op needs a parameter to be told apart; unused)."""
+
+    tag: float = 0.0
+
+
+WHERE = register_op("test_where", WhereParams, version="1", outputs=("pid", "ppid"))
+
+
+@WHERE.implement("molecule")
+def _where(sample, p: WhereParams):
+    """The process that computed the sample, and its parent: which process a run computed in."""
+    return {"pid": np.int64(os.getpid()), "ppid": np.int64(os.getppid())}

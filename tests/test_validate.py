@@ -138,3 +138,36 @@ def test_a_training_spec_lists_every_problem_too():
                   "split.test must be a number in (0, 1), got 1.5"):
         assert sum(words in line for line in lines) == 1, words
     assert len(lines) == 5 and all(line.startswith("t.yaml: ") for line in lines)
+
+
+def test_spec_files_read_as_pure_python_yaml_reads_them():
+    """read_spec_file uses libyaml's safe loader when PyYAML has it: every bundled spec, and the
+    forms that differ between YAML versions, read as yaml.safe_load reads them."""
+    import glob
+
+    import yaml
+
+    from pipelines.spec import read_spec_file
+    paths = sorted(glob.glob(os.path.join(REPO, "pipelines", "*_specs", "*.yaml")))
+    assert len(paths) >= 6
+    for path in paths:
+        with open(path) as fh:
+            assert read_spec_file(path) == yaml.safe_load(fh), path
+
+
+def test_preprocess_reads_its_spec_file_once(tmp_path, meshes, monkeypatch):
+    """The check and the run use one reading of the spec: nothing can change in between, and a
+    warm server's child parsed it three times (4 ms) before."""
+    import builtins
+
+    from flows import cli
+    spec = _write(tmp_path, f"name: m\ndomain: mesh\nsource: {meshes}\noutput: {tmp_path / 'ds'}\n"
+                            "ops:\n  eigenbasis: {k: 2}\n")
+    opened, real_open = [], builtins.open
+
+    def counting_open(file, *args, **kwargs):
+        opened.append(os.fspath(file) if isinstance(file, (str, os.PathLike)) else file)
+        return real_open(file, *args, **kwargs)
+    monkeypatch.setattr(builtins, "open", counting_open)
+    assert cli.main(["preprocess", spec]) == 0
+    assert opened.count(spec) == 1

@@ -38,7 +38,7 @@ def _env(base: Path, root: Path = REPO, **extra) -> dict:
 
 def _gdl(env: dict, *args: str, timeout: float = 180) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "flows.cli", *args], env=env, capture_output=True,
-                          text=True, timeout=timeout, cwd=env["PYTHONPATH"])
+                          text=True, timeout=timeout, cwd=env["PYTHONPATH"].split(os.pathsep)[0])
 
 
 def _servers(env: dict) -> list[dict]:
@@ -153,6 +153,25 @@ def test_output_and_exit_status_reach_the_client(server, tmp_path):
     assert _mine(env)["served"] == served + 4
 
 
+def test_a_forwarded_command_loads_no_module_beyond_the_client_and_c_modules(server, tmp_path):
+    """The client (flows/warm_client.py) of a forwarded command imports what a bare interpreter
+    has not loaded: itself and C modules only (socket, json, signal and what they import, enum,
+    selectors, re, were 7-8 ms of a 40 ms `gdl validate`)."""
+    env, _ = server
+    sdf = tmp_path / "mols.sdf"
+    write_conformer_sdf(str(sdf), 2, seed=1)
+    spec = _spec(tmp_path, "mols", sdf, {"eigenbasis": {"k": 2}})
+    client = ("import sys; before = set(sys.modules); from flows.warm_client import forward; "
+              "code = forward(sys.argv[1:]); "
+              "print(sorted(n for n in set(sys.modules) - before if getattr(sys.modules[n], '__file__', None) "
+              "and not sys.modules[n].__file__.endswith('.so'))); sys.exit(code)")
+    served = _mine(env)["served"]
+    done = subprocess.run([sys.executable, "-c", client, "validate", str(spec)], env=env, capture_output=True,
+                          text=True, timeout=60, cwd=REPO)
+    assert done.returncode == 0 and _mine(env)["served"] == served + 1, done.stderr
+    assert done.stdout.splitlines() == ["1 spec(s) valid", "['__future__', 'flows', 'flows.warm_client']"]
+
+
 def _maps_spec(folder: Path, count: int) -> Path:
     """A run of several seconds: `count` HEALPix maps, each its own shard, all computed."""
     raw = folder / "raw"
@@ -263,7 +282,9 @@ def test_a_server_that_dies_mid_command_is_one_line_and_ends_the_command(tmp_pat
         spare = _spare(env)
         client = subprocess.Popen([sys.executable, "-m", "flows.cli", "preprocess", str(spec)], env=env,
                                   cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-        child = _running_child(env, tmp_path / "ds" / "shards", 0, client)
+        # Once it computes: a SIGTERM while its LocalCluster starts makes Dask print tracebacks
+        # (its atexit close, a nanny, a worker), with or without a server, in 2-5 runs of 10 here.
+        child = _running_child(env, tmp_path / "ds" / "shards", 1, client)
         os.kill(info["pid"], signal.SIGKILL)
         out, err = client.communicate(timeout=30)
         assert client.returncode == 1 and "the warm server ended while running this command" in err
@@ -274,3 +295,210 @@ def test_a_server_that_dies_mid_command_is_one_line_and_ends_the_command(tmp_pat
         assert live_members(child) == []
     finally:
         _end(info["pid"])
+
+
+def _fork(then) -> int:
+    """A child of this test process that runs `then()` and leaves with os._exit."""
+    pid = os.fork()
+    if pid == 0:
+        try:
+            then()
+        finally:
+            os._exit(0)
+    return pid
+
+
+def test_a_child_hands_back_its_exit_status_and_the_clients_stdio_before_it_exits(tmp_path):
+    """flows/warm_child.py: the command's status comes down the server's socket, and the
+    client's stdout (a pipe here) reaches its end, while the child still lives (stopped here
+    by itself right after: the status cannot have come from its exit)."""
+    import socket as sockets
+
+    from flows import warm_child
+    sdf = tmp_path / "mols.sdf"
+    write_conformer_sdf(str(sdf), 2, seed=3)
+    spec = _spec(tmp_path, "mols", sdf, {"eigenbasis": {"k": 2}})
+    ours, theirs = sockets.socketpair()
+    out_r, out_w = os.pipe()
+    fds = [os.open(os.devnull, os.O_RDONLY), out_w, os.dup(2)]
+    request = {"argv": ["validate", str(spec)], "argv0": "gdl", "cwd": str(tmp_path), "env": dict(os.environ),
+               "path": sys.path, "umask": 0o022}
+    real_exit = os._exit
+
+    def run():
+        os._exit = lambda code: (os.kill(os.getpid(), signal.SIGSTOP), real_exit(code))
+        sys.stdout, sys.stderr = sys.__stdout__, sys.__stderr__       # not pytest's capture
+        warm_child._run_command(request, fds, set(), theirs)
+    pid = _fork(run)
+    for fd in fds:
+        os.close(fd)
+    theirs.close()
+    try:
+        ours.settimeout(60)
+        assert ours.recv(64) == b"x0\n"
+        with os.fdopen(out_r) as out:
+            assert out.read() == "1 spec(s) valid\n"           # end of file: the child let go of it
+        _, status = os.waitpid(pid, os.WUNTRACED)
+        assert os.WIFSTOPPED(status)                           # it had not exited yet
+    finally:
+        os.kill(pid, signal.SIGKILL)
+        os.waitpid(pid, 0)
+
+
+def test_the_server_tells_the_client_a_childs_exit_status_before_the_child_ends(tmp_path):
+    """flows/warm_server.py: the status a child sends reaches the client at once, not when the
+    child is reaped (a stand-in child here, which then lingers as a slow teardown would)."""
+    import socket as sockets
+
+    from flows import warm_client as link
+    from flows.warm_server import Server, Spare, listen
+    path = str(tmp_path / "s.sock")
+    server = Server(listen(path), path, "fp", 1.0, 0.0)
+    ours, theirs = sockets.socketpair()
+
+    def stand_in():
+        ours.close()
+        link.recv_message(theirs, max_fds=3)
+        theirs.sendall(b"x5\n")
+        time.sleep(60)
+    pid = _fork(stand_in)
+    theirs.close()
+    server.spare = Spare(pid, ours)
+    client, conn = sockets.socketpair()
+    try:
+        null = os.open(os.devnull, os.O_RDONLY)
+        server.start_run(conn, {"op": "run", "argv": ["validate", "x.yaml"]}, [null, null, null])
+        os.close(null)
+        client.settimeout(30)
+        assert link.recv_message(client)[0] == {"pid": pid}
+        deadline = time.monotonic() + 30
+        while server.runs[pid].conn is not None and time.monotonic() < deadline:
+            for key, _ in server.sel.select(timeout=1.0):
+                key.data()
+        assert link.recv_message(client)[0] == {"exit": 5}
+        assert os.waitpid(pid, os.WNOHANG) == (0, 0)            # still running
+    finally:
+        os.kill(pid, signal.SIGKILL)
+        os.waitpid(pid, 0)
+        server.listener.close()
+
+
+def test_the_servers_preload_leaves_a_command_nothing_to_import_or_build(tmp_path):
+    """What a forwarded preprocess (first run and re-run), validate and inspect import or build
+    after the server's preload (flows/warm_server.py): nothing. Each module found missing cost
+    every command its compile or load (3-5 ms each here), the parser 5-8 ms."""
+    sdf = tmp_path / "mols.sdf"
+    write_conformer_sdf(str(sdf), 4, seed=3)
+    spec = _spec(tmp_path, "mols", sdf, {"neighborhoods": {"radius": 5.0}, "eigenbasis": {"k": 2}})
+    read, write = os.pipe()
+
+    def child():
+        from flows import cli, warm_server
+        warm_server.preload()
+        loaded, built = set(sys.modules), cli._PARSER
+        codes = [cli.main(["preprocess", str(spec)]), cli.main(["validate", str(spec)])]
+        _write_records(sdf, 5)
+        codes += [cli.main(["preprocess", str(spec)]), cli.main(["inspect", str(tmp_path / "mols")])]
+        report = {"new": sorted(set(sys.modules) - loaded), "same_parser": built is not None and cli._PARSER is built,
+                  "codes": codes}
+        os.write(write, json.dumps(report).encode())
+    pid = _fork(child)
+    os.close(write)
+    with os.fdopen(read) as fh:
+        report = json.loads(fh.read() or "{}")
+    os.waitpid(pid, 0)
+    assert report == {"new": [], "same_parser": True, "codes": [0, 0, 0, 0]}
+
+
+def _write_records(sdf: Path, count: int) -> None:
+    write_conformer_sdf(str(sdf), count, seed=3)
+
+
+@pytest.fixture(scope="module")
+def test_ops_server(base):
+    """A server that has imported tests/crash_ops.py as well (its test ops registered), as
+    `gdl warm start` starts one; its log in base/test-ops.log."""
+    env = _env(base, PYTHONPATH=os.pathsep.join([str(REPO), str(REPO / "tests")]))
+    code = ("import os, sys, crash_ops; from flows.warm import main; code = main(sys.argv[1:]); "
+            "sys.stdout.flush(); os._exit(code)")
+    with open(base / "test-ops.log", "wb") as log:
+        proc = subprocess.Popen([sys.executable, "-c", code, "--idle-minutes", "10"], env=env, cwd=REPO,
+                                stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    deadline = time.monotonic() + 120
+    while _mine(env) is None:
+        assert proc.poll() is None and time.monotonic() < deadline, (base / "test-ops.log").read_text()
+        time.sleep(0.2)
+    yield env, _mine(env), base / "test-ops.log"
+    _end(proc.pid)
+    proc.wait()
+
+
+def test_a_small_run_is_computed_in_the_warm_child_itself(test_ops_server, tmp_path):
+    """pipelines/small_runs.py `compute_here`: the process that computed the samples is the
+    server's child (its parent is the server), not a fork of that child."""
+    env, info, _ = test_ops_server
+    sdf = tmp_path / "mols.sdf"
+    write_conformer_sdf(str(sdf), 3, seed=4)
+    spec = _spec(tmp_path, "where", sdf, {"test_where": {}})
+    done = _gdl(env, "preprocess", str(spec))
+    assert done.returncode == 0 and "3 samples written, 0 failed" in done.stdout, done.stderr[-2000:]
+    rows = [(int(s["pid"]), int(s["ppid"])) for s in open_dataset(str(tmp_path / "where"))]
+    assert len(set(rows)) == 1 and rows[0][1] == info["pid"]
+    assert _dataset(str(tmp_path / "where"))[4]["shards_computed_in"] == {"forked process": 1}
+
+
+def test_a_sample_that_kills_the_warm_child_is_an_error_row_and_the_run_completes(test_ops_server, tmp_path):
+    """The child dies inside its own computation (tests/crash_ops.py: os._exit, as a native
+    crash or the OOM killer): the server runs the command again with the computation forked,
+    whose death sends the shard to a cluster, whose isolated retry makes the one error row;
+    the client sees one completed run."""
+    env, _, log = test_ops_server
+    path = tmp_path / "mols.sdf"
+    write_conformer_sdf(str(path), 10, seed=4)
+    records = path.read_bytes().split(b"$$$$\n")[:-1]
+    records[3] = records[3].replace(b"M  END\n", b"M  END\n>  <crash>\n1\n\n", 1)
+    path.write_bytes(b"".join(r + b"$$$$\n" for r in records))
+    spec = _spec(tmp_path, "crash", path, {"test_crash": {}}, workers=1)
+    served = _mine(env)["served"]
+    done = _gdl(env, "preprocess", str(spec))
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "9 samples written, 1 failed" in done.stdout and "Traceback" not in done.stderr
+    assert _mine(env)["served"] == served + 1                      # the server ran it
+    errors = open_dataset(str(tmp_path / "crash")).errors.to_pylist()
+    assert [(e["source"], e["error"]) for e in errors] == [(f"{path}#3", "worker-died")]
+    assert "died computing in its own process" in log.read_text()
+
+
+def test_a_server_that_closes_the_connection_without_answering_is_not_run_around(tmp_path):
+    """flows/warm_client.py: a server that took the request and closed the connection without
+    an answer may have started the command; the client says so (exit 1) instead of running it
+    a second time in its own process (a refusal, which says why, still runs it there)."""
+    import socket as sockets
+
+    from flows import warm_client as link
+    env = _env(tmp_path)
+    Path(env["GDL_WARM_DIR"]).mkdir(mode=0o700)
+    probe = ("import os, sys; from flows import warm_client as link; print(link.this_socket())")
+    path = subprocess.run([sys.executable, "-c", probe], env=env, capture_output=True, text=True,
+                          cwd=REPO, check=True).stdout.strip()
+    sdf = tmp_path / "mols.sdf"
+    write_conformer_sdf(str(sdf), 2, seed=1)
+    spec = _spec(tmp_path, "mols", sdf, {"eigenbasis": {"k": 2}})
+    with sockets.socket(sockets.AF_UNIX, sockets.SOCK_STREAM) as listener:
+        listener.bind(path)
+        listener.listen(4)
+        for answer, expected in (({"refused": "the server is stopping"}, 0), (None, 1)):
+            client = subprocess.Popen([sys.executable, "-m", "flows.cli", "validate", str(spec)], env=env, cwd=REPO,
+                                      stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+            conn, _ = listener.accept()
+            request, fds = link.recv_message(conn, max_fds=3)
+            for fd in fds:
+                os.close(fd)
+            assert request["argv"] == ["validate", str(spec)]
+            if answer:
+                link.send_message(conn, answer)
+            conn.close()
+            out, err = client.communicate(timeout=60)
+            assert client.returncode == expected, (answer, out, err)
+            assert ("1 spec(s) valid" in out) == (expected == 0)       # run in its own process, or not at all
+            assert expected == 0 or "did not answer (it closed the connection)" in err
