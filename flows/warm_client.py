@@ -55,7 +55,9 @@ def setting_stamp(environ=os.environ) -> str:
     stamps = [f"{p}:{os.stat(p).st_mtime_ns}" for p in folders if os.path.isdir(p)]
     env = sorted(f"{k}={v}" for k, v in environ.items()
                  if k.startswith(IMPORT_TIME_ENV) and k not in NOT_IMPORT_TIME)
-    return "\n".join([sys.executable, sys.version, *stamps, *env])
+    # The interpreter by its real path: `gdl` (whose first line names .venv/bin/python3.11) and
+    # `python -m flows.cli` (.venv/bin/python) are the same interpreter and packages.
+    return "\n".join([os.path.realpath(sys.executable), sys.prefix, sys.version, *stamps, *env])
 
 
 def fingerprint(root: str, stamp: str, environ=os.environ) -> str:

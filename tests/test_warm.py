@@ -132,6 +132,24 @@ def test_a_forwarded_preprocess_makes_the_same_dataset_as_one_in_its_own_process
     assert run["items_computed"] == 1 and run["shards_computed_in"] == {"forked process": 1}
 
 
+def test_the_same_interpreter_by_another_name_finds_the_server(server, tmp_path):
+    """`gdl` runs the venv's python3.X (its first line), `python -m flows.cli` the venv's
+    python: one interpreter and one set of packages, so one server serves both."""
+    env, _ = server
+    folder = os.path.dirname(sys.executable)
+    names = {os.path.join(folder, n) for n in ("python", "python3", f"python3.{sys.version_info.minor}")}
+    alias = next(p for p in sorted(names - {sys.executable})
+                 if os.path.exists(p) and os.path.realpath(p) == os.path.realpath(sys.executable))
+    sdf = tmp_path / "mols.sdf"
+    write_conformer_sdf(str(sdf), 2, seed=1)
+    spec = _spec(tmp_path, "alias", sdf, {"eigenbasis": {"k": 2}})
+    served = _mine(env)["served"]
+    done = subprocess.run([alias, "-m", "flows.cli", "validate", str(spec)], env=env, capture_output=True,
+                          text=True, timeout=60, cwd=env["PYTHONPATH"].split(os.pathsep)[0])
+    assert done.returncode == 0, done.stderr
+    assert _mine(env)["served"] == served + 1
+
+
 def test_output_and_exit_status_reach_the_client(server, tmp_path):
     env, _ = server
     sdf = tmp_path / "mols.sdf"
