@@ -258,14 +258,68 @@ def _flush_prefect_logs() -> None:
         pass
 
 
-def _stop_on_sigterm() -> None:
+class _Stop:
     """SIGTERM (timeout, Slurm, Kubernetes) unwinds like Ctrl-C: the cluster and any temporary
-    server are closed, the lock released, finished shards kept for the next run to resume."""
-    import signal
+    server are closed, the lock released, finished shards kept for the next run to resume.
 
-    def interrupt(signum, _frame):
+    A KeyboardInterrupt raised where Python only prints it (a __del__ or weakref callback the
+    signal happened to land in) or where a library swallows it is lost, and the run went on to
+    its end (1 SIGTERM in ~50 here, landing while a LocalCluster started). So until the command
+    has stopped, the signal is sent to it again every RESEND_SECONDS (a real signal: only one
+    wakes a blocking call), under a lock that `end` takes before it puts back the handlers the
+    command replaced (a notebook's Ctrl-C), so none arrives to a default handler."""
+
+    RESEND_SECONDS = 2.0
+
+    def __init__(self):
+        import signal
+        import threading
+        self.signum: int | None = None
+        self.done = False
+        self.lock = threading.Lock()
+        self.previous = {s: signal.signal(s, self.handle) for s in (signal.SIGTERM, signal.SIGINT)}
+
+    def handle(self, signum, _frame) -> None:
+        import signal
+        if self.signum is None:
+            import threading
+            self.signum = signum
+            threading.Thread(target=self.resend, name="gdl-resend-stop", daemon=True).start()
         raise KeyboardInterrupt(signal.Signals(signum).name)
-    signal.signal(signal.SIGTERM, interrupt)
+
+    def resend(self) -> None:
+        import signal
+        import threading
+        import time
+        while True:
+            time.sleep(self.RESEND_SECONDS)
+            with self.lock:
+                if self.done:
+                    return
+                signal.pthread_kill(threading.main_thread().ident, self.signum)
+
+    def end(self) -> None:
+        import signal
+        with self.lock:
+            self.done = True
+            for signum, handler in self.previous.items():
+                signal.signal(signum, handler)
+
+
+_STOP: _Stop | None = None
+
+
+def _stop_on_sigterm() -> None:
+    """SIGTERM and SIGINT raise KeyboardInterrupt in this command until it has stopped (_Stop)."""
+    global _STOP
+    _STOP = _Stop()
+
+
+def _stopped() -> None:
+    """The command has stopped (its KeyboardInterrupt reached `_run`) or ended: no resending,
+    the handlers it replaced back."""
+    if _STOP is not None and not _STOP.done:
+        _STOP.end()
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -283,6 +337,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return _run(args)
     finally:
+        _stopped()
         _flush_prefect_logs()
 
 
@@ -312,6 +367,7 @@ def _run(args) -> int:
             traceback.print_exc()
         return _report(args.command, problems_of(exc) if isinstance(exc, GdlError) else [str(exc)])
     except KeyboardInterrupt as exc:
+        _stopped()
         print(f"gdl {args.command}: stopped by {exc or 'SIGINT'}; the last version is intact, and "
               f"finished shards are kept for the next run to resume", file=sys.stderr)
         return EXIT_INTERRUPTED

@@ -50,8 +50,7 @@ def _run_command(request: dict, fds: list[int], mask: set, sock) -> None:
         _take_over(request, fds)
         _compute_small_runs_here(request, sock)
         from flows import cli
-        cli._stop_on_sigterm()                       # before signals are let through
-        signal.signal(signal.SIGINT, signal.default_int_handler)
+        cli._stop_on_sigterm()                       # SIGTERM and SIGINT, before they are let through
         signal.pthread_sigmask(signal.SIG_SETMASK, mask)
         code = cli.main(request["argv"])
     except KeyboardInterrupt as exc:                 # a signal outside main's own handling

@@ -160,6 +160,39 @@ def _sphere_maps(folder, count, nside=32):
         np.save(folder / f"map{i:02d}.npy", rng.normal(size=12 * nside * nside))
 
 
+_SWALLOWS_ONE = """
+import sys, time
+from flows import cli
+cli._stop_on_sigterm()
+print("ready", flush=True)
+try:
+    time.sleep(30)
+except KeyboardInterrupt:
+    print("swallowed", flush=True)       # as a __del__ the signal landed in, or a catch-all, would
+try:
+    time.sleep(30)
+except KeyboardInterrupt as exc:
+    print("again", exc, flush=True)
+    cli._stopped()
+    time.sleep(2 * cli._Stop.RESEND_SECONDS)   # and no more once the command has stopped
+    sys.exit(0)
+sys.exit(1)
+"""
+
+
+def test_a_stop_signal_that_is_swallowed_is_raised_again_until_the_command_stops():
+    """flows/cli.py _Stop: a KeyboardInterrupt lost where it was raised (1 SIGTERM in ~50 landed
+    so while a LocalCluster started, and the run went on to its end) is raised again."""
+    proc = subprocess.Popen([sys.executable, "-c", _SWALLOWS_ONE], stdout=subprocess.PIPE, text=True,
+                            cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    assert proc.stdout.readline().strip() == "ready"
+    start = time.monotonic()
+    proc.send_signal(15)
+    out, _ = proc.communicate(timeout=25)
+    assert out.split() == ["swallowed", "again", "SIGTERM"] and proc.returncode == 0
+    assert time.monotonic() - start < 15            # not the second 30 s sleep
+
+
 @pytest.mark.slow
 def test_sigterm_stops_the_run_and_its_workers_and_the_next_run_resumes(tmp_path):
     raw = tmp_path / "raw"
