@@ -126,6 +126,17 @@ def _render_table() -> None:
     Console(file=io.StringIO()).print(table)
 
 
+def _received(sock: socket.socket, size: int) -> bytes | None:
+    """What a non-blocking socket has for us: None when nothing yet, b"" at end of stream (or
+    when it broke)."""
+    try:
+        return sock.recv(size)
+    except BlockingIOError:
+        return None
+    except OSError:
+        return b""
+
+
 def listen(path: str) -> socket.socket:
     """Bind the socket at `path`; one left by a killed server is replaced, a live one is not."""
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
@@ -358,12 +369,9 @@ class Server:
     def from_client(self, run: Run) -> None:
         """Signal numbers to relay to the child; end of stream: the client went away (killed),
         so its command is stopped as SIGTERM would stop it, and killed if it lingers."""
-        try:
-            data = run.conn.recv(64)
-        except BlockingIOError:
+        data = _received(run.conn, 64)
+        if data is None:
             return
-        except OSError:
-            data = b""
         if not data:
             return self.client_gone(run)
         for signum in data:
@@ -395,12 +403,9 @@ class Server:
         has it without waiting for the child's 280 MB address space to be torn down (≈ 10 ms).
         End of stream without it: the child died; its wait status is reported when reaped."""
         while run.child is not None:
-            try:
-                data = run.child.recv(4096)
-            except BlockingIOError:
+            data = _received(run.child, 4096)
+            if data is None:
                 return
-            except OSError:
-                data = b""
             if not data:
                 return self.drop_child(run)
             run.inbox += data
