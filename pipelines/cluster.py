@@ -29,7 +29,12 @@ def _import_work_modules() -> None:
     import gdl_data.ops  # noqa: F401
     import gdl_data.readers  # noqa: F401
     import pipelines.compute  # noqa: F401
+    from storage.arrays import skip_pandas_probe
     gdl_data.readers.supported_extensions("mesh")   # loads every domain's reader module
+    # pyarrow's first array build imports pandas (its probe). Workers forked before that did it
+    # themselves, and hung in it at their first task, the cluster idle: run_pipeline called
+    # from a script (the CLI skipped the probe already; the test suite had imported pandas).
+    skip_pandas_probe()
     # What is loaded now lives as long as the process: out of the cycle collector's scans, in
     # this process and in every worker forked from it (Python's advice for pre-fork servers).
     gc.freeze()

@@ -269,6 +269,30 @@ def test_the_first_run_of_one_large_file_computes_every_record_on_dask_workers(t
     assert [r[0] for r in _rows(spec.output)][::275] == [f"{path}#{i}" for i in range(0, 1100, 275)]
 
 
+_SCRIPT_RUN = """
+import sys
+from pipelines.execute import run_pipeline
+from pipelines.spec import parse_spec
+spec = parse_spec({"name": "mols", "domain": "molecule", "source": sys.argv[1], "output": sys.argv[2],
+                   "ops": {"eigenbasis": {"k": 4}}, "workers": 2})
+print("samples", run_pipeline(spec, progress=False)["sample_count"], "pandas" in sys.modules)
+"""
+
+
+def test_a_script_that_calls_run_pipeline_on_one_large_file_completes(tmp_path, sdf):
+    """run_pipeline from a plain script (no pandas imported, unlike this test process): the
+    first run of one large file starts its cluster's workers by fork before planning, and they
+    hung at their first task (pipelines/cluster.py: pyarrow's pandas probe)."""
+    records = _records(sdf)
+    big = tmp_path / "big.sdf"
+    _write(big, [r.replace(b"mol", b"mol%d-" % i, 1) for i in range(30) for r in records])   # > 1 MiB
+    assert big.stat().st_size > 1 << 20
+    done = subprocess.run([sys.executable, "-c", _SCRIPT_RUN, str(big), str(tmp_path / "ds")], capture_output=True,
+                          text=True, timeout=120, cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.split() == ["samples", "1800", "False"]
+
+
 def _planned_items(spec, path):
     """The items planning finds for `path` now, against the dataset's current version."""
     from pipelines.cache import ITEM_COLUMNS, current_items, previous_items, stat_files
