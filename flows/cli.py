@@ -269,7 +269,7 @@ class _Stop:
     wakes a blocking call), under a lock that `end` takes before it puts back the handlers the
     command replaced (a notebook's Ctrl-C), so none arrives to a default handler."""
 
-    RESEND_SECONDS = 2.0
+    RESEND_SECONDS = 5.0      # well past a stop's own clean-up (< 0.3 s here), within the 10 s a stop may take
 
     def __init__(self):
         import signal

@@ -83,18 +83,35 @@ def dask_client(address: str | None = None, n_workers: int | None = None,
     # workers inherit that: each printed its start banner, plugins and shutdown, 50 lines a run.
     logging.getLogger("distributed").setLevel(logging.WARNING)
     n_workers = n_workers or default_workers()
-    with dask.config.set(settings), \
-            LocalCluster(n_workers=0 if preload else n_workers, threads_per_worker=1, processes=True,
-                         memory_limit=memory_per_worker or "auto", dashboard_address=":0",
-                         silence_logs=logging.ERROR, env=env) as cluster, Client(cluster) as client:
-        if preload:
-            client.register_plugin(_Preload(preload))
-            cluster.scale(n_workers)
+    with dask.config.set(settings):
+        cluster = LocalCluster(n_workers=0 if preload else n_workers, threads_per_worker=1, processes=True,
+                               memory_limit=memory_per_worker or "auto", dashboard_address=":0",
+                               silence_logs=logging.ERROR, env=env)
         try:
-            yield client
-        except BaseException:
-            kill_workers(cluster)
-            raise
+            with Client(cluster) as client:
+                if preload:
+                    client.register_plugin(_Preload(preload))
+                    cluster.scale(n_workers)
+                try:
+                    yield client
+                except BaseException:
+                    kill_workers(cluster)
+                    raise
+        finally:
+            close_cluster(cluster)
+
+
+CLOSE_SECONDS = 10
+
+
+def close_cluster(cluster: LocalCluster) -> None:
+    """Close the cluster, its workers killed if it has not closed within CLOSE_SECONDS: once, in
+    a warm server's child after a sample had killed a worker, the close waited for ever on a
+    nanny, with every result already written."""
+    try:
+        cluster.close(timeout=CLOSE_SECONDS)
+    except Exception:  # noqa: BLE001 - a timeout or a broken comm: the work is done either way
+        kill_workers(cluster)
 
 
 class _Preload(WorkerPlugin):
