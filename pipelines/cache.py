@@ -326,12 +326,14 @@ def version_items(uri: str, plan: RunPlan, shards: Sequence[Mapping[str, Any]],
     new = [s["name"] for s in shards if s["name"] not in by_shard]
     unread = [name for name in new if name not in computed]
     read_back = dict(zip(unread, (rows for _, rows in _read_sidecars(uri, unread))))
-    for name in new:                                           # after the previous rows
-        rows = computed[name] if name in computed else read_back[name]
-        by_shard[name] = np.arange(len(previous), len(previous) + len(rows))
-        previous = pa.concat_tables([previous.select(FILES_SCHEMA.names), rows.select(FILES_SCHEMA.names)])
+    parts, count = [previous.select(FILES_SCHEMA.names)], len(previous)
+    for name in new:                                           # numbered after the previous rows
+        rows = (computed[name] if name in computed else read_back[name]).select(FILES_SCHEMA.names)
+        by_shard[name] = np.arange(count, count + len(rows))
+        parts.append(rows)
+        count += len(rows)
     order = [by_shard[s["name"]] for s in shards]
-    table = previous.select(FILES_SCHEMA.names).take(np.concatenate(order) if order else np.zeros(0, np.int64))
+    table = pa.concat_tables(parts).take(np.concatenate(order) if order else np.zeros(0, np.int64))
     return _exact(table.combine_chunks(), plan.current_items)
 
 
