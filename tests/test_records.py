@@ -164,8 +164,8 @@ _SWALLOWS_ONE = """
 import sys, time
 from flows import cli
 cli._stop_on_sigterm()
-print("ready", flush=True)
 try:
+    print("ready", flush=True)           # inside the try: the signal may land right after it
     time.sleep(30)
 except KeyboardInterrupt:
     print("swallowed", flush=True)       # as a __del__ the signal landed in, or a catch-all, would
