@@ -11,26 +11,33 @@ from __future__ import annotations
 
 import atexit
 import contextlib
+import functools
 import os
+import select
 import signal
 import sys
 
 from flows import warm_client as link
+from flows import warm_pages
 
 PR_SET_PDEATHSIG = 1             # linux/prctl.h
 
 
 def wait_as_spare(server, sock, mask: set, close: list) -> None:
-    """A spare child: cut off from the server now, then wait for a command (its request and
-    stdio come down `sock`) with signals still blocked, and become it. Never returns."""
+    """A spare child: cut off from the server now, write ahead the pages the last command copied
+    until a command comes (its request and stdio come down `sock`), with signals still blocked,
+    and become it. Never returns."""
     try:
         _leave_server(server, close)
+        if server.write_ahead:
+            warm_pages.write_ahead(warm_pages.load(server.pages_path),
+                                   stop=lambda: bool(select.select([sock], [], [], 0)[0]))
         request, fds = link.recv_message(sock, max_fds=3)
     except BaseException:  # noqa: BLE001 - nothing to report to: no command yet
         os._exit(1)
     if request is None:                              # the server went without using it
         os._exit(0)
-    _run_command(request, fds, mask, sock)
+    _run_command(request, fds, mask, sock, functools.partial(_note_copies, server))
 
 
 def become_command(server, request: dict, fds: list[int], mask: set, sock, close: list) -> None:
@@ -40,11 +47,12 @@ def become_command(server, request: dict, fds: list[int], mask: set, sock, close
         _leave_server(server, close)
     except BaseException:  # noqa: BLE001 - the server tells the client its exit status
         os._exit(1)
-    _run_command(request, fds, mask, sock)
+    _run_command(request, fds, mask, sock, functools.partial(_note_copies, server))
 
 
-def _run_command(request: dict, fds: list[int], mask: set, sock) -> None:
-    """Exits with the command's status, told to the server first (`_hand_back`)."""
+def _run_command(request: dict, fds: list[int], mask: set, sock, then) -> None:
+    """Exits with the command's status, told to the server first (`_hand_back`), and calls
+    `then()` once the client has it."""
     code = 1
     try:
         _take_over(request, fds)
@@ -69,8 +77,18 @@ def _run_command(request: dict, fds: list[int], mask: set, sock) -> None:
             sys.stdout.flush()
             sys.stderr.flush()
             _hand_back(sock, code)
+            then()
         finally:
             os._exit(code)
+
+
+def _note_copies(server) -> None:
+    """The server's pages this command copied, for the next spare to write ahead
+    (flows/warm_pages.py). Its client has the exit status already: nobody waits for this."""
+    try:
+        warm_pages.save(server.pages_path, warm_pages.copied(server.resident))
+    except Exception:  # noqa: BLE001 - only a speed-up: a command's outcome never depends on it
+        pass
 
 
 def _compute_small_runs_here(request: dict, sock) -> None:

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 
 from flows import warm_child
 from flows import warm_client as link
+from flows import warm_pages
 
 STOP_GRACE_SECONDS = 10        # a child whose client went away: SIGTERM, then SIGKILL after this
 CHECK_SECONDS = 2.0            # how often the server looks whether its code or packages changed
@@ -177,6 +178,8 @@ class Server:
         self.signalled: str | None = None       # SIGTERM / SIGINT / SIGHUP received: stop
         self.sel = selectors.DefaultSelector()
         self.wake_r, self.wake_w = socket.socketpair()
+        self.resident = warm_pages.resident()   # after the imports: what a child may copy
+        self.write_ahead = True
 
     @classmethod
     def prepare(cls, idle_minutes: float, expected: str | None) -> Server:
@@ -201,6 +204,11 @@ class Server:
         path = link.socket_path(fp)
         return cls(listen(path), path, fp, idle_minutes, seconds)
 
+    @property
+    def pages_path(self) -> str:
+        """The pages the last command copied, for the next spare to write ahead (flows/warm_pages.py)."""
+        return self.path[:-len(".sock")] + ".pages"
+
     def serve(self) -> int:
         for sock in (self.wake_r, self.wake_w):
             sock.setblocking(False)
@@ -219,10 +227,11 @@ class Server:
             self.escalate()
             self.housekeep()
         log(f"stopped ({self.stop_reason}); {self.served} command(s) served")
-        try:                                   # a clean stop leaves nothing; a crash leaves its log
-            os.unlink(self.path[:-len(".sock")] + ".log")
-        except FileNotFoundError:
-            pass
+        for leftover in (self.path[:-len(".sock")] + ".log", self.pages_path):
+            try:                               # a clean stop leaves nothing; a crash leaves its log
+                os.unlink(leftover)
+            except FileNotFoundError:
+                pass
         return 0
 
     def stop(self, reason: str) -> None:
@@ -247,8 +256,10 @@ class Server:
         now = time.monotonic()
         if self.signalled:
             self.stop(self.signalled)
-        if self.spare is None and not self.runs and self.listener is not None:
-            self.make_spare()                                  # not while a command uses the cores
+        if self.spare is None and self.listener is not None:
+            # Also while a command runs: the spare's fork and its writing ahead (≈ 40 ms of one
+            # core, flows/warm_pages.py) are then done before the next command comes.
+            self.make_spare()
         if not self.runs and now - self.last_active > self.idle_minutes * 60:
             self.stop(f"idle for {self.idle_minutes:g} min")
         if now - self.last_check > CHECK_SECONDS:
@@ -269,7 +280,8 @@ class Server:
                 "running": sorted(self.runs), "spare": self.spare.pid if self.spare else None,
                 "up_seconds": now - self.started,
                 "idle_seconds": 0.0 if self.runs else now - self.last_active,
-                "idle_minutes": self.idle_minutes, "import_seconds": self.import_seconds}
+                "idle_minutes": self.idle_minutes, "import_seconds": self.import_seconds,
+                "write_ahead": self.write_ahead}
 
     def accept(self) -> None:
         conn, _ = self.listener.accept()
@@ -332,8 +344,7 @@ class Server:
 
     def launch(self, conn: socket.socket, request: dict, fds: list[int]) -> tuple[int, socket.socket]:
         """The pid of the process now running the command and the socket its exit status comes
-        down: the spare child forked while the server was idle (a fork of this process takes
-        10-15 ms), else a new fork."""
+        down: the spare child, forked ahead (a fork of this process takes 10-15 ms), else a new fork."""
         spare, self.spare = self.spare, None
         if spare is not None:
             try:
@@ -462,7 +473,7 @@ class Server:
     def reap(self) -> None:
         """Collect ended children; send each one's exit status to its client (unless the child
         sent it itself)."""
-        while self.runs:
+        while self.runs or self.spare is not None:
             try:
                 pid, wait_status = os.waitpid(-1, os.WNOHANG)
             except ChildProcessError:
@@ -470,7 +481,9 @@ class Server:
             if pid == 0:
                 return
             if self.spare is not None and pid == self.spare.pid:
-                log(f"the spare child {pid} ended by itself ({wait_status}); another is made")
+                log(f"the spare child {pid} ended by itself ({wait_status}); another is made, "
+                    f"which writes no pages ahead")
+                self.write_ahead = False                         # in case that is what ended it
                 self.spare.sock.close()
                 self.spare = None
             run = self.runs.pop(pid, None)

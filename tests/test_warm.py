@@ -292,6 +292,37 @@ def test_idle_time_ends_the_server_and_removes_its_socket_and_log(tmp_path):
         _end(idle["pid"])
 
 
+def test_a_command_leaves_its_copied_pages_and_a_spare_that_dies_stops_the_writing_ahead(tmp_path):
+    """flows/warm_pages.py, as the server uses it: a command's child saves the server pages it
+    copied (the next spare writes them ahead); a spare that ends by itself (as if the writing
+    had crashed it) is replaced by one that writes nothing ahead."""
+    env = _env(tmp_path)
+    info = _start(env, "--idle-minutes", "5")
+    try:
+        sdf = tmp_path / "mols.sdf"
+        write_conformer_sdf(str(sdf), 3, seed=2)
+        done = _gdl(env, "preprocess", str(_spec(tmp_path, "mols", sdf, {"eigenbasis": {"k": 2}})))
+        assert done.returncode == 0, done.stderr[-2000:]
+        pages = Path(info["socket"][:-len(".sock")] + ".pages")
+        deadline = time.monotonic() + 30
+        while not pages.exists() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        saved = np.fromfile(pages, dtype="<i8")
+        assert 100 < len(saved) <= 16384 and (np.diff(saved) > 0).all()     # sorted page numbers
+        spare = _mine(env)["spare"]
+        assert _mine(env)["write_ahead"] and spare
+        os.kill(spare, signal.SIGSEGV)
+        assert _gone(spare, 15)
+        deadline = time.monotonic() + 30
+        while (_mine(env)["spare"] in (None, spare)) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        now = _mine(env)
+        assert now["spare"] not in (None, spare) and now["write_ahead"] is False
+        assert _gdl(env, "preprocess", str(tmp_path / "mols.yaml")).returncode == 0   # still serves
+    finally:
+        _end(info["pid"])
+
+
 def test_a_server_that_dies_mid_command_is_one_line_and_ends_the_command(tmp_path):
     env = _env(tmp_path)
     info = _start(env)
@@ -346,7 +377,7 @@ def test_a_child_hands_back_its_exit_status_and_the_clients_stdio_before_it_exit
     def run():
         os._exit = lambda code: (os.kill(os.getpid(), signal.SIGSTOP), real_exit(code))
         sys.stdout, sys.stderr = sys.__stdout__, sys.__stderr__       # not pytest's capture
-        warm_child._run_command(request, fds, set(), theirs)
+        warm_child._run_command(request, fds, set(), theirs, then=lambda: None)
     pid = _fork(run)
     for fd in fds:
         os.close(fd)
