@@ -6,8 +6,18 @@ of memory, a crash in native code) is run once more with each item as its own ta
 that kills its worker again becomes an error row (`worker-died`) and the shard is written
 without it. No restart loops: the scheduler is told to give up on a task at its first worker
 death (pipelines/cluster.py).
+
+A worker holds the next shard while it computes one (pipelines/cluster.py), and a death fails
+both. Each task therefore first leaves a mark, an empty file named after its shard in a folder
+of the run's: a failed shard with a mark had started, and is the one retried item by item; one
+without had only waited, and runs again whole (once: a worker that cannot see the folder
+leaves no marks, and its shards are then retried item by item the second time).
 """
 from __future__ import annotations
+
+import contextlib
+import os
+import tempfile
 
 from distributed import Client, Future, as_completed
 from distributed import wait as wait_for
@@ -18,10 +28,17 @@ from pipelines.compute import ShardResult, compute_shard, died_result, process_i
 from pipelines.execute import Job, Progress, report_shard
 
 
-def _submit_shard(client: Client, job: Job, shard: ShardPlan) -> Future:
+def _submit_shard(client: Client, job: Job, shard: ShardPlan, marks: str, attempt: int = 0) -> Future:
     spec = job.spec
-    return client.submit(compute_shard, spec.output, shard, spec.domain, spec.ops, job.labels,
-                         spec.layout(), pure=False, key=f"shard-{shard.name}")
+    return client.submit(_marked, os.path.join(marks, shard.name), spec.output, shard, spec.domain, spec.ops,
+                         job.labels, spec.layout(), pure=False, key=f"shard-{shard.name}-{attempt}")
+
+
+def _marked(mark: str, *args) -> ShardResult:
+    """compute_shard(*args), once a mark says this shard started (on the worker)."""
+    with contextlib.suppress(OSError):          # a worker on another machine: no mark, see above
+        open(mark, "x").close()
+    return compute_shard(*args)
 
 
 def _isolated_retry(client: Client, job: Job, shard: ShardPlan) -> ShardResult:
@@ -52,18 +69,26 @@ def run_job(client: Client, job: Job, progress: Progress | None = None) -> list[
     """Compute every shard to do (resuming those a killed run finished); results in plan order."""
     uri, todo = job.spec.output, job.plan.todo
     results: dict[int, ShardResult] = {}
-    futures: dict[Future, int] = {}
-    for i, shard in enumerate(todo):
-        results[i] = resumed(uri, shard)
-        if results[i] is not None:
+    with tempfile.TemporaryDirectory(prefix="gdl-started-") as marks:
+        shard_of: dict[Future, tuple[int, int]] = {}         # future -> (shard index, attempt)
+
+        def submit(i: int, attempt: int = 0) -> Future:
+            fut = _submit_shard(client, job, todo[i], marks, attempt)
+            shard_of[fut] = (i, attempt)
+            return fut
+        for i, shard in enumerate(todo):
+            results[i] = resumed(uri, shard)
+            if results[i] is not None:
+                report_shard(progress, results[i])
+        pending = as_completed([submit(i) for i in range(len(todo)) if results[i] is None])
+        for fut in pending:
+            i, attempt = shard_of.pop(fut)
+            if fut.status == "error" and is_worker_death(fut.exception()):
+                if attempt == 0 and not os.path.exists(os.path.join(marks, todo[i].name)):
+                    pending.add(submit(i, attempt=1))           # it had only waited: again, whole
+                    continue
+                results[i] = _isolated_retry(client, job, todo[i])
+            else:
+                results[i] = fut.result()
             report_shard(progress, results[i])
-        else:
-            futures[_submit_shard(client, job, shard)] = i
-    for fut in as_completed(futures):
-        i = futures[fut]
-        if fut.status == "error" and is_worker_death(fut.exception()):
-            results[i] = _isolated_retry(client, job, todo[i])
-        else:
-            results[i] = fut.result()
-        report_shard(progress, results[i])
     return [results[i] for i in range(len(todo))]

@@ -17,7 +17,7 @@ import yaml
 from crash_ops import CRASH  # noqa: F401 - registers the test_crash op
 from gdl_data import open_dataset
 from pipelines.demo_data import write_conformer_sdf
-from pipelines.execute import run_pipeline
+from pipelines.execute import prepare, run_pipeline
 from pipelines.spec import parse_spec
 from processes import assert_sigterm_stops
 
@@ -153,6 +153,29 @@ def test_a_sample_that_kills_its_worker_becomes_one_error_row(tmp_path, dask_cli
     assert again["run"]["op_samples_computed"] == {} and again["version"] == 1
 
 
+def test_a_worker_death_reruns_the_shard_it_held_waiting_whole_and_only_the_started_one_by_item(tmp_path):
+    """pipelines/on_dask.py: one worker holds two shards (pipelines/cluster.py); the sample that
+    kills it takes both down. The shard that had started (its mark) is retried item by item,
+    the one that had only waited runs again as one task."""
+    from distributed import get_task_stream
+
+    from pipelines.cluster import dask_client as make_client
+    path = tmp_path / "raw" / "mols.sdf"
+    path.parent.mkdir()
+    write_conformer_sdf(str(path), 40, seed=4)
+    records = _records(path)
+    records[21] = records[21].replace(b"M  END\n", b"M  END\n>  <crash>\n1\n\n", 1)
+    _write(path, records)
+    spec = _spec(tmp_path, path, "ds", ops={"test_crash": {}})
+    started, waited = (shard.name for shard in prepare(spec).plan.todo[1:])   # records 16-31 (#21), 32-39
+    with make_client(n_workers=1) as client, get_task_stream(client) as stream:
+        manifest = run_pipeline(spec, client, progress=False)
+    assert manifest["sample_count"] == 39
+    keys = {task["key"] for task in stream.data}
+    assert f"shard-{waited}-1" in keys and f"shard-{started}-1" not in keys
+    assert {k.rsplit("-", 1)[0] for k in keys if k.startswith("item-")} == {f"item-{started}"}
+
+
 def _sphere_maps(folder, count, nside=32):
     folder.mkdir()
     rng = np.random.default_rng(0)
@@ -271,7 +294,7 @@ def test_the_first_run_of_one_large_file_computes_every_record_on_dask_workers(t
 
 _SCRIPT_RUN = """
 import sys
-from pipelines.execute import run_pipeline
+from pipelines.execute import prepare, run_pipeline
 from pipelines.spec import parse_spec
 spec = parse_spec({"name": "mols", "domain": "molecule", "source": sys.argv[1], "output": sys.argv[2],
                    "ops": {"eigenbasis": {"k": 4}}, "workers": 2})
