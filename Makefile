@@ -22,14 +22,24 @@ $(VENV)/.installed: pyproject.toml
 	$(BIN)/pip install -q -e ".[test]" --config-settings editable_mode=compat
 	touch $@
 
+# This machine sets PYTHONDONTWRITEBYTECODE=1, so Python never wrote the project's compiled
+# modules and every `gdl` process compiled them again (≈ 60 ms of its ≈ 0.55 s of imports). pip
+# compiles an installed package; this editable install's modules are compiled here, again for
+# files that changed (Python reads a cached module only while its source is unchanged).
+SOURCES := $(shell find storage gdl_data pipelines flows bench -name '*.py')
+$(WORK)/.compiled: $(SOURCES) | $(VENV)/.installed
+	mkdir -p $(WORK)
+	$(BIN)/python -m compileall -q storage gdl_data pipelines flows bench
+	touch $@
+
 # Prefect creates its home folder but not the folders above it.
 $(WORK)/prefect-home:
 	mkdir -p $@
 
-demo: $(VENV)/.installed $(WORK)/prefect-home
+demo: $(VENV)/.installed $(WORK)/.compiled $(WORK)/prefect-home
 	$(BIN)/gdl demo --workdir $(WORK)/demo
 
-test: $(VENV)/.installed $(WORK)/prefect-home
+test: $(VENV)/.installed $(WORK)/.compiled $(WORK)/prefect-home
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 # MosaicML streaming, a peer in bench.loader, lives in a folder of its own (bench/loader_mosaic.py
@@ -43,7 +53,7 @@ $(VENV)/.bench-installed: $(VENV)/.installed pyproject.toml
 	$(BIN)/pip install -q -e ".[test,bench]" "$(TORCH)" --config-settings editable_mode=compat
 	touch $@
 
-bench: $(VENV)/.bench-installed $(WORK)/prefect-home $(WORK)/mosaic-site/.installed
+bench: $(VENV)/.bench-installed $(WORK)/.compiled $(WORK)/prefect-home $(WORK)/mosaic-site/.installed
 	$(BIN)/python -m bench
 
 clean:
