@@ -113,13 +113,19 @@ def test_a_few_changed_records_are_computed_in_one_forked_process(tmp_path, sdf)
     assert _rows(str(tmp_path / "ds")) == _fresh_rows(tmp_path, sdf, "fresh")
 
 
-def test_a_sample_that_kills_the_forked_process_is_run_on_a_cluster_and_becomes_one_error_row(tmp_path):
+def _sdf_that_crashes_at(tmp_path, count: int, bad: int):
+    """raw/mols.sdf of `count` molecules; record `bad` makes the test_crash op kill its process."""
     path = tmp_path / "raw" / "mols.sdf"
     path.parent.mkdir()
-    write_conformer_sdf(str(path), 10, seed=4)
+    write_conformer_sdf(str(path), count, seed=4)
     records = _records(path)
-    records[3] = records[3].replace(b"M  END\n", b"M  END\n>  <crash>\n1\n\n", 1)
+    records[bad] = records[bad].replace(b"M  END\n", b"M  END\n>  <crash>\n1\n\n", 1)
     _write(path, records)
+    return path
+
+
+def test_a_sample_that_kills_the_forked_process_is_run_on_a_cluster_and_becomes_one_error_row(tmp_path):
+    path = _sdf_that_crashes_at(tmp_path, 10, 3)
     manifest = _cli_preprocess(tmp_path, path, ops={"test_crash": {}}, workers=1)
     assert manifest["run"]["shards_computed_in"] == {"dask worker": 1}     # after the child died
     assert manifest["sample_count"] == 9
@@ -135,12 +141,7 @@ def test_records_of_one_file_run_as_many_tasks(tmp_path, sdf, dask_client):
 
 
 def test_a_sample_that_kills_its_worker_becomes_one_error_row(tmp_path, dask_client):
-    path = tmp_path / "raw" / "mols.sdf"
-    path.parent.mkdir()
-    write_conformer_sdf(str(path), 40, seed=4)
-    records = _records(path)
-    bad = records[21].replace(b"M  END\n", b"M  END\n>  <crash>\n1\n\n", 1)
-    _write(path, records[:21] + [bad] + records[22:])
+    path = _sdf_that_crashes_at(tmp_path, 40, 21)
     spec = _spec(tmp_path, path, "ds", ops={"test_crash": {}})
     start = time.monotonic()
     manifest = run_pipeline(spec, dask_client, progress=False)
@@ -160,12 +161,7 @@ def test_a_worker_death_reruns_the_shard_it_held_waiting_whole_and_only_the_star
     from distributed import get_task_stream
 
     from pipelines.cluster import dask_client as make_client
-    path = tmp_path / "raw" / "mols.sdf"
-    path.parent.mkdir()
-    write_conformer_sdf(str(path), 40, seed=4)
-    records = _records(path)
-    records[21] = records[21].replace(b"M  END\n", b"M  END\n>  <crash>\n1\n\n", 1)
-    _write(path, records)
+    path = _sdf_that_crashes_at(tmp_path, 40, 21)
     spec = _spec(tmp_path, path, "ds", ops={"test_crash": {}})
     started, waited = (shard.name for shard in prepare(spec).plan.todo[1:])   # records 16-31 (#21), 32-39
     with make_client(n_workers=1) as client, get_task_stream(client) as stream:
