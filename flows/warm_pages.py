@@ -3,7 +3,7 @@
 A child forked from the warm server shares the server's memory until it writes to it: its first
 write to each shared page is a copy-on-write fault. A Python process writes to every object it
 uses (reference counts), so a one-record re-run copies ≈ 5,000 of the server's pages, each fault
-≈ 5 µs on this 2-core VM: ≈ 13 ms of a ≈ 60 ms command (bench/RESULTS.md, "Warm re-runs: pages
+≈ 5 µs on this 2-core VM: ≈ 13 ms of a ≈ 60 ms command (bench/RESULTS.md, "session 6: pages
 written ahead"). The pages are much the same from one command to the next (the same modules'
 objects, the same allocator pools), so:
 
@@ -111,8 +111,11 @@ def write_ahead(pages: np.ndarray, stop: Callable[[], bool]) -> int:
     `stop()` every CHUNK_PAGES; pages outside this process's private writable mappings are
     skipped. Returns the number of pages written. Only for a single-threaded process (the spare)."""
     import ctypes
-    spans = _private_writable()
-    if not len(pages) or not len(spans):
+    if not len(pages):
+        return 0
+    try:
+        spans = _private_writable()
+    except OSError:                                   # no /proc/self/maps: not Linux
         return 0
     where = np.searchsorted(spans[:, 0], pages, side="right") - 1
     inside = (where >= 0) & (pages < spans[np.maximum(where, 0), 1])
