@@ -89,7 +89,7 @@ def copied(pages: np.ndarray) -> np.ndarray:
 
 def save(path: str, pages: np.ndarray) -> None:
     """Replace the list at `path` (atomically: a spare may be reading it)."""
-    temporary = f"{path}.{os.getpid()}"
+    temporary = f"{path}.{os.getpid()}.tmp"               # flows/warm_server.py removes any left
     pages[:MAX_PAGES].astype("<i8").tofile(temporary)
     os.replace(temporary, path)
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import errno
 import functools
 import gc
+import glob
 import importlib
 import os
 import selectors
@@ -227,8 +228,11 @@ class Server:
             self.escalate()
             self.housekeep()
         log(f"stopped ({self.stop_reason}); {self.served} command(s) served")
-        for leftover in (self.path[:-len(".sock")] + ".log", self.pages_path):
-            try:                               # a clean stop leaves nothing; a crash leaves its log
+        # A clean stop leaves nothing (a child killed while saving its pages left a .tmp); a
+        # crash leaves its log.
+        for leftover in (self.path[:-len(".sock")] + ".log", self.pages_path,
+                         *glob.glob(glob.escape(self.pages_path) + ".*.tmp")):
+            try:
                 os.unlink(leftover)
             except FileNotFoundError:
                 pass

@@ -80,11 +80,14 @@ def test_pages_written_ahead_are_written_later_without_faults_and_keep_their_byt
         assert int(faults) >= len(pages) * 9 // 10          # the control: one copy a page
 
 
-def test_writing_ahead_stops_when_asked_and_skips_what_is_not_mapped(buffer):
+def test_writing_ahead_stops_when_asked_and_skips_what_is_not_mapped(buffer, monkeypatch):
     _, pages = buffer
+    monkeypatch.setattr(warm_pages, "CHUNK_PAGES", 50)       # the buffer holds several chunks
     unmapped = np.arange(1, 4)                               # the first pages of the address space
     asked = _in_fork(lambda: str(warm_pages.write_ahead(np.concatenate([unmapped, pages]), stop=lambda: True)))
-    assert int(asked) == min(len(pages), warm_pages.CHUNK_PAGES)    # one chunk, then it looked
+    assert int(asked) == 50                                  # one chunk, then it looked and stopped
+    never = _in_fork(lambda: str(warm_pages.write_ahead(np.concatenate([unmapped, pages]), stop=lambda: False)))
+    assert int(never) == len(pages)
     assert _in_fork(lambda: str(warm_pages.write_ahead(unmapped, stop=lambda: False))) == "0"
 
 
