@@ -8,10 +8,11 @@ without it. No restart loops: the scheduler is told to give up on a task at its 
 death (pipelines/cluster.py).
 
 A worker holds the next shard while it computes one (pipelines/cluster.py), and a death fails
-both. Each task therefore first leaves a mark, an empty file named after its shard in a folder
-of the run's: a failed shard with a mark had started, and is the one retried item by item; one
-without had only waited, and runs again whole (once: a worker that cannot see the folder
-leaves no marks, and its shards are then retried item by item the second time).
+both, and also a shard it had finished but not yet reported (that one is found on disk, as a
+killed run's are). Each task therefore first leaves a mark, an empty file named after its
+shard in a folder of the run's: a failed shard with a mark had started, and is the one retried item by item; one
+without had only waited, and runs again whole (when no shard left a mark, as on workers that
+cannot see the folder, only once: then item by item).
 """
 from __future__ import annotations
 
@@ -39,6 +40,14 @@ def _marked(mark: str, *args) -> ShardResult:
     with contextlib.suppress(OSError):          # a worker on another machine: no mark, see above
         open(mark, "x").close()
     return compute_shard(*args)
+
+
+def _only_waited(marks: str, name: str, attempt: int) -> bool:
+    """A shard whose worker died had not started: it left no mark, and marks reach this folder
+    (another shard left one), or it is the shard's first attempt. Each re-run then follows a
+    worker death that a started shard caused, and each of those is retried item by item once,
+    so re-runs are bounded."""
+    return not os.path.exists(os.path.join(marks, name)) and (attempt == 0 or bool(os.listdir(marks)))
 
 
 def _isolated_retry(client: Client, job: Job, shard: ShardPlan) -> ShardResult:
@@ -84,8 +93,12 @@ def run_job(client: Client, job: Job, progress: Progress | None = None) -> list[
         for fut in pending:
             i, attempt = shard_of.pop(fut)
             if fut.status == "error" and is_worker_death(fut.exception()):
-                if attempt == 0 and not os.path.exists(os.path.join(marks, todo[i].name)):
-                    pending.add(submit(i, attempt=1))           # it had only waited: again, whole
+                results[i] = resumed(uri, todo[i])          # it had finished; the word of it died
+                if results[i] is not None:
+                    report_shard(progress, results[i])
+                    continue
+                if _only_waited(marks, todo[i].name, attempt):
+                    pending.add(submit(i, attempt + 1))         # again, whole
                     continue
                 results[i] = _isolated_retry(client, job, todo[i])
             else:

@@ -4,6 +4,7 @@ Registered when this module is imported. Dask workers import it by themselves: u
 OpStep whose parameters are a `CrashParams` imports this module, which registers the op there.
 """
 import os
+import time
 from dataclasses import dataclass
 
 import numpy as np
@@ -14,9 +15,10 @@ from gdl_data.ops.registry import register_op
 @dataclass(frozen=True)
 class CrashParams:
     """`exit_on_prop`: the process exits (like a native crash or the OOM killer) on a molecule
-    whose SDF property `crash` equals this value."""
+    whose SDF property `crash` equals this value, `exit_after` seconds after it started on it."""
 
     exit_on_prop: float = 1.0
+    exit_after: float = 0.0
 
 
 CRASH = register_op("test_crash", CrashParams, version="1", outputs=("atom_count",))
@@ -25,6 +27,7 @@ CRASH = register_op("test_crash", CrashParams, version="1", outputs=("atom_count
 @CRASH.implement("molecule")
 def _crash(sample, p: CrashParams):
     if float(sample.get("prop_crash", 0.0)) == p.exit_on_prop:
+        time.sleep(p.exit_after)
         os._exit(137)       # no Python cleanup, no exception: the worker process is simply gone
     return {"atom_count": np.int64(len(sample["pos"]))}
 
