@@ -246,6 +246,17 @@ def _quiet_libraries() -> None:
             logger.setLevel(logging.WARNING)
 
 
+def _quiet_teardown() -> None:
+    """After a stop signal, only CRITICAL from Dask, Tornado and asyncio: a cluster torn down
+    mid-flight logs the callbacks and tasks the stop cut short, some as tracebacks (one from
+    distributed's own `cancel`, a NameError, reached CI's stderr), and the stop is reported in
+    one line (`_run`)."""
+    import logging
+    names = [n for n in list(logging.root.manager.loggerDict) if n.split(".")[0] in ("distributed", "tornado", "asyncio")]
+    for name in {"distributed", "tornado", "asyncio", *names}:
+        logging.getLogger(name).setLevel(logging.CRITICAL)
+
+
 def _flush_prefect_logs() -> None:
     # Send buffered run logs while the (temporary) API server is still up; a command that
     # never started Prefect (validate, inspect, a refused spec) must not pay for importing it.
@@ -284,6 +295,7 @@ class _Stop:
         if self.signum is None:
             import threading
             self.signum = signum
+            _quiet_teardown()
             threading.Thread(target=self.resend, name="gdl-resend-stop", daemon=True).start()
         raise KeyboardInterrupt(signal.Signals(signum).name)
 
